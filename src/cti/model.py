@@ -1,0 +1,148 @@
+"""The core's pure types for calls: what every capability sees of a call.
+
+Frozen values only. The call book (``cti.callbook``) produces them; capabilities consume them from
+the bus. Nothing here does I/O or reads a clock.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from datetime import datetime
+
+
+class CallPhase(enum.StrEnum):
+    """Where a call is in its life. The order is the usual order, but calls may skip phases."""
+
+    ARRIVING = "arriving"
+    IN_IVR = "in_ivr"
+    WAITING = "waiting"
+    RINGING_AGENT = "ringing_agent"
+    TALKING = "talking"
+    HELD = "held"
+    WRAP_UP = "wrap_up"
+    ENDED = "ended"
+
+
+class Direction(enum.StrEnum):
+    INBOUND = "inbound"
+    OUTBOUND = "outbound"
+    INTERNAL = "internal"
+
+
+class EndReason(enum.StrEnum):
+    """Why a call ended, as the call log records it."""
+
+    HANGUP = "hangup"  # seen: Asterisk told us the channel hung up
+    LINK_LOST = "ended_while_ami_link_down"  # gone at resync after our AMI link was down
+    PBX_RESTARTED = "ended_by_pbx_restart"  # gone at resync and Asterisk's start time changed
+    PLATFORM_DOWN = "ended_while_platform_down"  # open in the call log at start-up, not live at resync
+
+
+@dataclass(frozen=True, slots=True)
+class CallKey:
+    """A call's identity across PBXs and platform nodes: the PBX it lives on and Asterisk's Linkedid."""
+
+    pbx: str
+    linkedid: str
+
+    def __str__(self) -> str:
+        return f"{self.pbx}/{self.linkedid}"
+
+
+@dataclass(frozen=True, slots=True)
+class CallClassification:
+    """What the ANI/DNIS lookup found. Unknown callers and DNIS are answers, not errors.
+
+    ``ani_e164`` is the caller's number in E.164 when it parses as a valid number, else ``None``.
+    ``customer_match`` says how the customer was chosen (see docs/contract.md, "Shared numbers").
+    """
+
+    ani_e164: str | None
+    customer_id: int | None
+    customer_name: str | None
+    customer_tier: str | None
+    new_contact: bool
+    customer_match: str
+    service_id: int | None
+    service_name: str | None
+    language: str | None
+    required_skills: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class PhaseMark:
+    phase: CallPhase
+    at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class CallSnapshot:
+    """Everything known about one call at one moment.
+
+    Times are timezone-aware UTC. ``answered_at`` is when the PBX answered the caller's leg;
+    ``connected_at`` is when the caller was first bridged to an agent. ``wait_seconds`` runs from start
+    to connection (or to the end for a call never connected); ``talk_seconds`` from connection to end.
+    """
+
+    key: CallKey
+    phase: CallPhase
+    direction: Direction
+    started_at: datetime
+    ani: str
+    caller_name: str
+    dnis: str
+    anchor_channel: str
+    anchor_uniqueid: str
+    answered_at: datetime | None = None
+    connected_at: datetime | None = None
+    ended_at: datetime | None = None
+    agent: str | None = None
+    hangup_cause: int | None = None
+    hangup_cause_txt: str | None = None
+    end_reason: EndReason | None = None
+    classification: CallClassification | None = None
+    channels: tuple[str, ...] = ()
+    history: tuple[PhaseMark, ...] = field(default=())
+
+    @property
+    def wait_seconds(self) -> float | None:
+        stop = self.connected_at or self.ended_at
+        return None if stop is None else max(0.0, (stop - self.started_at).total_seconds())
+
+    @property
+    def talk_seconds(self) -> float | None:
+        if self.connected_at is None:
+            return 0.0 if self.ended_at is not None else None
+        if self.ended_at is None:
+            return None
+        return max(0.0, (self.ended_at - self.connected_at).total_seconds())
+
+
+class ChangeKind(enum.StrEnum):
+    STARTED = "started"
+    UPDATED = "updated"
+    ENDED = "ended"  # the caller's leg is gone: times, cause and reason are final
+    CLOSED = "closed"  # wrap-up is over: the call leaves the live model
+
+
+@dataclass(frozen=True, slots=True)
+class CallChange:
+    """One change to one call, as published on the bus."""
+
+    kind: ChangeKind
+    call: CallSnapshot
+
+
+@dataclass(frozen=True, slots=True)
+class LiveCallsResynced:
+    """Published after every resync: the calls Asterisk has right now on ``pbx``.
+
+    A consumer holding open records for this PBX that are not in ``live`` closes them with
+    ``reason`` (nothing told us how they ended).
+    """
+
+    pbx: str
+    live: frozenset[CallKey]
+    reason: EndReason
+    at: datetime

@@ -1,0 +1,141 @@
+"""The one settings model of the platform.
+
+Values come, highest first, from ``CTI_*`` environment variables (nested with ``__``, for example
+``CTI_AMI__PORT=5039``), then from a TOML file named by ``CTI_SETTINGS_FILE`` (default ``cti.toml`` in
+the working directory, if present), then from the defaults here. Defaults are safe: everything listens
+on loopback, secrets are generated on first use and kept in files readable by root only, and no secret
+is ever rendered by ``repr`` or logged (``SecretStr``).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, Field, SecretStr, field_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+
+class AmiSettings(BaseModel):
+    """How the platform reaches Asterisk's manager interface."""
+
+    host: str = "127.0.0.1"
+    port: int = 5038
+    username: str = "cti"
+    # When unset, the secret is read from ``secret_file`` (written by ``cti pbx up`` for the sandbox).
+    secret: SecretStr | None = None
+    secret_file: Path | None = None
+    ping_interval: float = Field(5.0, gt=0, description="seconds between keep-alive pings")
+    ping_timeout: float = Field(3.0, gt=0, description="a ping unanswered this long means Asterisk is hung")
+    connect_timeout: float = Field(5.0, gt=0)
+    action_timeout: float = Field(10.0, gt=0)
+    reconnect_min: float = Field(0.2, gt=0, description="first reconnect delay, doubled up to reconnect_max")
+    reconnect_max: float = Field(10.0, gt=0)
+    max_frame_bytes: int = Field(256 * 1024, ge=1024, description="a longer AMI frame is dropped and counted")
+    max_headers: int = Field(512, ge=8, description="a frame with more header lines is dropped and counted")
+    event_queue_size: int = Field(
+        20_000, ge=16, description="events buffered for the call model; overflow forces a resync"
+    )
+
+    def resolved_secret(self) -> SecretStr:
+        """The secret from the setting, else from the secret file; a clear error if neither is there."""
+        if self.secret is not None:
+            return self.secret
+        if self.secret_file is not None and self.secret_file.exists():
+            return SecretStr(self.secret_file.read_text(encoding="utf-8").strip())
+        raise RuntimeError(
+            "no AMI secret: set CTI_AMI__SECRET or CTI_AMI__SECRET_FILE, or run `cti pbx up` for the sandbox"
+        )
+
+
+class SandboxSettings(BaseModel):
+    """The local sandbox Asterisk used by the demo and the tests."""
+
+    cache_dir: Path = Field(
+        Path("/var/cache/cti-sandbox"),
+        description="where Asterisk root filesystems are built and kept, outside the repository",
+    )
+    suite: str = "sid"
+    mirror: str = "http://deb.debian.org/debian"
+    asterisk_major: int = 22
+    instance: str = Field("default", pattern=r"^[a-z0-9][a-z0-9_-]{0,31}$")
+    sip_host: str = "127.0.0.1"
+    sip_port: int = 5060
+    trunk_match: str = Field(
+        "127.0.0.1", description="source address (optionally :port) that PJSIP treats as the trunk"
+    )
+    agent_count: int = Field(4, ge=0, le=500)
+    agent_base_port: int = Field(5071, description="agent N's phone is expected at this port + N - 1")
+    rtp_start: int = 20000
+    rtp_end: int = 20999
+    boot_timeout: float = 60.0
+
+
+class HttpSettings(BaseModel):
+    host: str = "127.0.0.1"
+    port: int = 8080
+    allowed_origins: list[str] = Field(default_factory=lambda: ["http://127.0.0.1:8080", "http://localhost:8080"])
+
+
+class AuthSettings(BaseModel):
+    token_secret: SecretStr | None = None
+    token_secret_file: Path | None = None
+    token_ttl_seconds: int = Field(8 * 3600, gt=0)
+
+
+class Settings(BaseSettings):
+    """Everything the platform can be told. See docs/operations.md for each value."""
+
+    model_config = SettingsConfigDict(env_prefix="CTI_", env_nested_delimiter="__", extra="forbid")
+
+    pbx_id: str = Field("pbx1", pattern=r"^[A-Za-z0-9_-]{1,32}$", description="names this Asterisk")
+    default_region: str = Field("US", description="region for numbers dialled without a country code")
+    state_dir: Path = Field(Path("var"), description="runtime files: database, secrets, spool")
+    database_url: str | None = Field(None, description="SQLAlchemy URL; default SQLite in state_dir")
+    wrap_up_seconds: float = Field(0.0, ge=0, description="default after-call work before a call is closed")
+    ami: AmiSettings = Field(default_factory=AmiSettings)
+    sandbox: SandboxSettings = Field(default_factory=SandboxSettings)
+    http: HttpSettings = Field(default_factory=HttpSettings)
+    auth: AuthSettings = Field(default_factory=AuthSettings)
+
+    @field_validator("default_region")
+    @classmethod
+    def _region_upper(cls, value: str) -> str:
+        return value.upper()
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        toml_file = Path(os.environ.get("CTI_SETTINGS_FILE", "cti.toml"))
+        return (init_settings, env_settings, TomlConfigSettingsSource(settings_cls, toml_file=toml_file))
+
+    def resolved_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite+aiosqlite:///{(self.state_dir / 'cti.sqlite3').resolve()}"
+
+    def instance_dir(self) -> Path:
+        """Where the sandbox instance keeps its rendered config, secrets, spool and logs (inside its rootfs)."""
+        return self.sandbox.cache_dir / "instances" / self.sandbox.instance
+
+    def effective_ami(self) -> AmiSettings:
+        """The AMI settings, with the sandbox instance's generated secret file as the default secret."""
+        if self.ami.secret is None and self.ami.secret_file is None:
+            return self.ami.model_copy(update={"secret_file": self.instance_dir() / "ami.secret"})
+        return self.ami
+
+
+def load_settings(**overrides: Any) -> Settings:
+    return Settings(**overrides)
