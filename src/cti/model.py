@@ -37,6 +37,7 @@ class EndReason(enum.StrEnum):
     LINK_LOST = "ended_while_ami_link_down"  # gone at resync after our AMI link was down
     PBX_RESTARTED = "ended_by_pbx_restart"  # gone at resync and Asterisk's start time changed
     PLATFORM_DOWN = "ended_while_platform_down"  # open in the call log at start-up, not live at resync
+    EVENTS_DROPPED = "ended_while_events_were_dropped"  # gone at a resync forced by an event overflow
 
 
 @dataclass(frozen=True, slots=True)
