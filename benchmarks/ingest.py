@@ -97,7 +97,9 @@ class PanoramiskPeer:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("capture", nargs="?", type=Path, default=DEFAULT_CAPTURE)
     parser.add_argument("--rounds", type=int, default=7)
     parser.add_argument("--chunk", type=int, default=4096, help="bytes per simulated TCP read")
@@ -119,12 +121,18 @@ def main() -> None:
         ratios.append(t_theirs / t_ours)
     peer.close()
     print(f"capture: {args.capture.name}, {len(data):,} bytes, {events:,} events, {args.chunk}-byte reads")
-    print(f"panoramisk 1.4 parse+dispatch: median {statistics.median(theirs):,.0f} events/s "
-          f"(min {min(theirs):,.0f}, max {max(theirs):,.0f}); dispatched {dispatched:,}")
-    print(f"ours framing+typed events+call book: median {statistics.median(ours):,.0f} events/s "
-          f"(min {min(ours):,.0f}, max {max(ours):,.0f}); applied {applied:,} typed events")
-    print(f"ratio ours/panoramisk: median {statistics.median(ratios):.2f}x "
-          f"(min {min(ratios):.2f}x, max {max(ratios):.2f}x) over {args.rounds} rounds")
+    print(
+        f"panoramisk 1.4 parse+dispatch: median {statistics.median(theirs):,.0f} events/s "
+        f"(min {min(theirs):,.0f}, max {max(theirs):,.0f}); dispatched {dispatched:,}"
+    )
+    print(
+        f"ours framing+typed events+call book: median {statistics.median(ours):,.0f} events/s "
+        f"(min {min(ours):,.0f}, max {max(ours):,.0f}); applied {applied:,} typed events"
+    )
+    print(
+        f"ratio ours/panoramisk: median {statistics.median(ratios):.2f}x "
+        f"(min {min(ratios):.2f}x, max {max(ratios):.2f}x) over {args.rounds} rounds"
+    )
 
 
 if __name__ == "__main__":

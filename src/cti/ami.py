@@ -250,7 +250,7 @@ class AmiClient:
             if self._tasks:
                 await asyncio.wait(self._tasks)
 
-    async def wait_connected(self, timeout: float) -> None:  # noqa: ASYNC109 - a deadline, by contract
+    async def wait_connected(self, timeout: float) -> None:
         """Return once logged in; ``TimeoutError`` after ``timeout`` seconds."""
         async with asyncio.timeout(timeout):
             await self._connected.wait()
@@ -260,7 +260,7 @@ class AmiClient:
         action: str,
         headers: Headers = None,
         *,
-        timeout: float | None = None,  # noqa: ASYNC109 - the action's own deadline (ActionSink contract)
+        timeout: float | None = None,
     ) -> dict[str, str]:
         """Write ``action`` once and return Asterisk's response headers.
 
@@ -278,7 +278,7 @@ class AmiClient:
         action: str,
         headers: Headers = None,
         *,
-        timeout: float | None = None,  # noqa: ASYNC109 - the action's own deadline (ActionSink contract)
+        timeout: float | None = None,
     ) -> tuple[dict[str, str], list[dict[str, str]]]:
         """Send an event-list action (``CoreShowChannels``, ``Status``, ``QueueStatus`` ...).
 
@@ -485,7 +485,7 @@ class AmiClient:
         self,
         action: str,
         headers: Headers,
-        timeout: float | None,  # noqa: ASYNC109 - passed on to _request
+        timeout: float | None,
         *,
         collect: bool,
     ) -> Any:
@@ -507,7 +507,7 @@ class AmiClient:
         action: str,
         data: bytes,
         action_id: str,
-        timeout: float,  # noqa: ASYNC109 - pending entries must be removed on the deadline, here
+        timeout: float,
         *,
         collect: bool,
         on_success: Callable[[dict[str, str]], None] | None = None,

@@ -327,7 +327,9 @@ class CallBook:
     def _settle_bridge(self, bridge_id: str, now: datetime) -> list[CallChange]:
         """A bridge holding a call's anchor makes every other member part of that call."""
         members = self._bridges.get(bridge_id, set())
-        anchors = [c for u in members if (c := self._anchor_call(u)) is not None and c.snapshot.ended_at is None]
+        anchors = [
+            c for u in members if (c := self._anchor_call(u)) is not None and c.snapshot.ended_at is None
+        ]
         if len(anchors) != 1:
             return []
         call = anchors[0]

@@ -204,9 +204,25 @@ def _duration(value: str) -> int:
 # Headers that every channel event carries; a UserEvent's own fields are what is left.
 _CHANNEL_HEADERS = frozenset(
     {
-        "Event", "Privilege", "Channel", "ChannelState", "ChannelStateDesc", "CallerIDNum", "CallerIDName",
-        "ConnectedLineNum", "ConnectedLineName", "Language", "AccountCode", "Context", "Exten", "Priority",
-        "Uniqueid", "Linkedid", "Tenantid", "UserEvent", "SystemName",
+        "Event",
+        "Privilege",
+        "Channel",
+        "ChannelState",
+        "ChannelStateDesc",
+        "CallerIDNum",
+        "CallerIDName",
+        "ConnectedLineNum",
+        "ConnectedLineName",
+        "Language",
+        "AccountCode",
+        "Context",
+        "Exten",
+        "Priority",
+        "Uniqueid",
+        "Linkedid",
+        "Tenantid",
+        "UserEvent",
+        "SystemName",
     }
 )
 
@@ -220,7 +236,9 @@ _BUILDERS: dict[str, Callable[[Mapping[str, str]], Event]] = {
     "Newchannel": lambda f: NewChannel(*_channel_args(f)),
     "Newstate": lambda f: ChannelStateChanged(*_channel_args(f)),
     "NewCallerid": lambda f: CallerIdChanged(*_channel_args(f)),
-    "Hangup": lambda f: HungUp(*_channel_args(f), cause=_int(f.get("Cause")), cause_txt=f.get("Cause-txt", "")),
+    "Hangup": lambda f: HungUp(
+        *_channel_args(f), cause=_int(f.get("Cause")), cause_txt=f.get("Cause-txt", "")
+    ),
     "DialBegin": lambda f: DialBegan(
         *_channel_args(f),
         dest_channel=f.get("DestChannel", ""),

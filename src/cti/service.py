@@ -32,11 +32,11 @@ class AmiLink(Protocol):
 
     events: asyncio.Queue[Any]
 
-    async def send(self, action: str, headers: Mapping[str, str] | None = None) -> Mapping[str, str]: ...
+    async def send(self, action: str, headers: Mapping[str, str] | None = None) -> dict[str, str]: ...
 
     async def send_list(
         self, action: str, headers: Mapping[str, str] | None = None
-    ) -> tuple[Mapping[str, str], list[Mapping[str, str]]]: ...
+    ) -> tuple[dict[str, str], list[dict[str, str]]]: ...
 
 
 def utcnow() -> datetime:

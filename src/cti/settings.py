@@ -80,7 +80,9 @@ class SandboxSettings(BaseModel):
 class HttpSettings(BaseModel):
     host: str = "127.0.0.1"
     port: int = 8080
-    allowed_origins: list[str] = Field(default_factory=lambda: ["http://127.0.0.1:8080", "http://localhost:8080"])
+    allowed_origins: list[str] = Field(
+        default_factory=lambda: ["http://127.0.0.1:8080", "http://localhost:8080"]
+    )
 
 
 class AuthSettings(BaseModel):
@@ -127,7 +129,7 @@ class Settings(BaseSettings):
         return f"sqlite+aiosqlite:///{(self.state_dir / 'cti.sqlite3').resolve()}"
 
     def instance_dir(self) -> Path:
-        """Where the sandbox instance keeps its rendered config, secrets, spool and logs (inside its rootfs)."""
+        """Where the sandbox instance keeps its rendered config, secrets, spool and logs."""
         return self.sandbox.cache_dir / "instances" / self.sandbox.instance
 
     def effective_ami(self) -> AmiSettings:

@@ -1,0 +1,164 @@
+"""The composition root: the one place that builds every part and owns every long-lived task.
+
+``Platform`` wires the AMI client, the call service, the bus, the customer record and the HTTP API
+for one PBX; ``Platform.run()`` runs them all in one ``asyncio.TaskGroup`` until ``stop()`` (or a
+signal, from the CLI). Nothing else in the code base imports more than one capability.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import asdict
+from typing import Any
+
+import uvicorn
+from fastapi import Depends, FastAPI
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Gauge, generate_latest
+from starlette.responses import Response
+
+from crm import db as crm_db
+from crm import handlers as crm_handlers
+from crm.api import build_router as build_crm_router
+from crm.service import Classifier
+from cti.ami import AmiClient
+from cti.auth import Principal, Role, resolve_token_secret
+from cti.bus import Bus
+from cti.callbook import CallBook
+from cti.events import decode_event
+from cti.http import make_auth
+from cti.service import CallService
+from cti.settings import Settings
+
+log = logging.getLogger("cti.app")
+
+
+class Platform:
+    """Everything ``cti serve`` runs, built from one ``Settings``."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.database_url = settings.resolved_database_url()
+        settings.state_dir.mkdir(parents=True, exist_ok=True)
+        self.token_secret = resolve_token_secret(settings.auth, settings.state_dir)
+        self.engine = crm_db.make_engine(self.database_url)
+        self.sessionmaker = crm_db.make_sessionmaker(self.engine)
+        self.bus = Bus()
+        self.book = CallBook(settings.pbx_id, wrap_up_seconds=settings.wrap_up_seconds)
+        self.ami = AmiClient(settings.effective_ami(), decode_event=decode_event, name=settings.pbx_id)
+        self.calls = CallService(
+            book=self.book,
+            link=self.ami,
+            bus=self.bus,
+            classifier=Classifier(self.sessionmaker, settings.default_region),
+        )
+        self.call_log = crm_handlers.CallLogWriter(
+            self.sessionmaker,
+            crm_handlers.subscribe(self.bus),
+            default_region=settings.default_region,
+        )
+        self.http = self._build_http()
+        self._stopping = asyncio.Event()
+
+    # ------------------------------------------------------------------ HTTP
+
+    def _build_http(self) -> FastAPI:
+        app = FastAPI(
+            title="Contact center platform",
+            version="0.1.0",
+            description="Customers, call logs and the live state of a contact center beside Asterisk.",
+        )
+        auth = make_auth(lambda: self.token_secret)
+        app.include_router(
+            build_crm_router(self.sessionmaker, auth, lambda: self.token_secret, self.settings)
+        )
+        registry = CollectorRegistry()
+        Gauge("cti_live_calls", "calls in the live model", registry=registry).set_function(
+            lambda: len(self.book)
+        )
+        Gauge("cti_ami_link_up", "1 when the AMI link is logged in", registry=registry).set_function(
+            lambda: 1.0 if self.ami.connected else 0.0
+        )
+        Gauge(
+            "cti_call_log_pending", "call log writes waiting for the database", registry=registry
+        ).set_function(lambda: float(self.call_log.pending()))
+        admin = Depends(auth.require(Role.ADMIN))
+
+        @app.get("/api/health", tags=["health"])
+        async def health() -> dict[str, Any]:
+            """Public liveness: whether the AMI link is up and the call model resynced. No details."""
+            ami_up = self.ami.connected and self.calls.health.link_up
+            return {
+                "status": "ok" if ami_up else "degraded",
+                "ami": "up" if ami_up else "down",
+                "pbx": self.settings.pbx_id,
+                "live_calls": len(self.book),
+            }
+
+        @app.get("/api/health/details", tags=["health"])
+        async def health_details(user: Principal = admin) -> dict[str, Any]:
+            """Counters of the AMI link, the call model and the call log writer (admins)."""
+            calls = asdict(self.calls.health)
+            return {
+                "ami": {
+                    "connected": self.ami.connected,
+                    "generation": self.ami.generation,
+                    "counters": self.ami.counters.as_dict(),
+                },
+                "calls": {k: (v.isoformat() if hasattr(v, "isoformat") else v) for k, v in calls.items()},
+                "call_log": {"pending": self.call_log.pending()},
+                "bus": self.bus.stats(),
+            }
+
+        @app.get("/metrics", tags=["health"], include_in_schema=False)
+        async def metrics(user: Principal = admin) -> Response:
+            return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
+
+        return app
+
+    # ------------------------------------------------------------------ running
+
+    async def run(self) -> None:
+        """Migrate the database, then run every part until ``stop()``; returns after a clean shutdown."""
+        await crm_db.migrate_async(self.database_url)
+        http = self.settings.http
+        server = uvicorn.Server(
+            uvicorn.Config(
+                self.http,
+                host=http.host,
+                port=http.port,
+                log_level="warning",
+                lifespan="off",
+                ws_max_size=64 * 1024,
+            )
+        )
+        log.info(
+            "platform %s: HTTP on http://%s:%d, AMI %s:%d",
+            self.settings.pbx_id,
+            http.host,
+            http.port,
+            self.settings.ami.host,
+            self.settings.ami.port,
+        )
+        try:
+            async with asyncio.TaskGroup() as tasks:
+                tasks.create_task(self.ami.run(), name="ami")
+                calls = tasks.create_task(self.calls.run(), name="calls")
+                writer = tasks.create_task(self.call_log.run(), name="call-log")
+                web = tasks.create_task(server.serve(), name="http")
+                await self._stopping.wait()
+                server.should_exit = True
+                await web
+                calls.cancel()
+                await self.ami.close()
+                # The writer drains what it holds before it stops (bounded by its own retry policy).
+                try:
+                    await self.call_log.flush(timeout=10.0)
+                except TimeoutError:
+                    log.error("stopping with %d call log writes not yet stored", self.call_log.pending())
+                writer.cancel()
+        finally:
+            await self.engine.dispose()
+
+    def stop(self) -> None:
+        self._stopping.set()
