@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from crm import db
-from tests.support.postgres import PostgresServer, postgres_server, postgres_url  # noqa: F401
+from tests.support.postgres import PostgresServer
 
 _names = itertools.count(1)
 
@@ -33,7 +33,7 @@ def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def pg_template(postgres_server: PostgresServer) -> str:  # noqa: F811
+def pg_template(postgres_server: PostgresServer) -> str: 
     url = postgres_server.create_database("crm_template")
     db.migrate(url)
     return "crm_template"
