@@ -1,0 +1,65 @@
+"""From the platform's settings to ``PbxConfigParams``: the one mapping the composition root and the
+test support both use, so the demo and the tests render the same PBX for the same settings."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+
+from cti.settings import Settings
+
+from .render import Agent, PbxConfigParams, PbxDirs, Service
+
+#: Agent N (1-based) has id ``AGENT_ID_BASE + N``: 1001, 1002, ...
+AGENT_ID_BASE = 1000
+
+
+def sandbox_agents(settings: Settings) -> tuple[Agent, ...]:
+    """The sandbox's agents: ``agent_count`` of them, agent N's phone at ``agent_base_port + N - 1``."""
+    sb = settings.sandbox
+    return tuple(
+        Agent(id=str(AGENT_ID_BASE + n), port=sb.agent_base_port + n - 1, host=sb.sip_host)
+        for n in range(1, sb.agent_count + 1)
+    )
+
+
+def params_from_settings(
+    settings: Settings,
+    *,
+    dirs: Mapping[str, str],
+    ami_secret: str,
+    services: Iterable[Service | tuple[str, str]],
+    capture_secret: str | None = None,
+    verbose: int = 0,
+) -> PbxConfigParams:
+    """The PBX configuration for ``settings``.
+
+    ``dirs`` are the instance's directories as Asterisk sees them (keys ``etc spool log run db cache``;
+    the sandbox's ``inside_layout`` has them). ``services`` are ``Service`` values or ``(dnis, mode)``
+    pairs. A ``capture_secret`` adds the read-only capture user ``<ami username>-capture``.
+    """
+    sb, ami = settings.sandbox, settings.ami
+    return PbxConfigParams(
+        dirs=PbxDirs(
+            etc=dirs["etc"],
+            spool=dirs["spool"],
+            log=dirs["log"],
+            run=dirs["run"],
+            db=dirs["db"],
+            cache=dirs["cache"],
+        ),
+        sip_host=sb.sip_host,
+        sip_port=sb.sip_port,
+        trunk_match=sb.trunk_match,
+        rtp_start=sb.rtp_start,
+        rtp_end=sb.rtp_end,
+        ami_host=ami.host,
+        ami_port=ami.port,
+        ami_username=ami.username,
+        ami_secret=ami_secret,
+        agents=sandbox_agents(settings),
+        services=tuple(s if isinstance(s, Service) else Service(s[0], s[1]) for s in services),  # type: ignore[arg-type]
+        capture_user=capture_secret is not None,
+        capture_username=f"{ami.username}-capture",
+        capture_secret=capture_secret,
+        verbose=verbose,
+    )
