@@ -27,7 +27,7 @@ from cti.callbook import CallBook
 from cti.events import decode_event
 from cti.framing import AmiFramer
 
-DEFAULT_CAPTURE = Path(__file__).resolve().parent.parent / "tests" / "data" / "ami" / "load-100.bin.gz"
+DEFAULT_CAPTURE = Path(__file__).resolve().parent.parent / "tests" / "data" / "ami" / "load100.bin"
 
 
 def load(path: Path) -> bytes:

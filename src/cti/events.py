@@ -7,7 +7,8 @@ event, or ``None`` for events the platform does not use: those are skipped by lo
 an already-parsed header dict (list-action results such as ``CoreShowChannel``).
 
 Nothing downstream indexes a raw header dict: every value the platform uses is a typed field here.
-Asterisk's placeholder ``<unknown>`` for a caller number or name becomes the empty string.
+Asterisk's placeholder ``<unknown>`` for a caller number or name becomes the empty string, and the
+C escapes Asterisk puts into caller names are undone.
 """
 
 from __future__ import annotations
@@ -162,7 +163,30 @@ Event = (
 )
 
 
+# Asterisk writes caller and connected-line names C-escaped: ``O'Brien?`` arrives as ``O\'Brien\?``.
+_C_ESCAPES = {"a": "\a", "b": "\b", "f": "\f", "n": "\n", "r": "\r", "t": "\t", "v": "\v",
+              "\\": "\\", "'": "'", '"': '"', "?": "?"}  # fmt: skip
+
+
+def _unescape_c(value: str) -> str:
+    out: list[str] = []
+    i = 0
+    while (j := value.find("\\", i)) >= 0 and j + 1 < len(value):
+        out.append(value[i:j])
+        nxt = value[j + 1]
+        out.append(_C_ESCAPES.get(nxt, "\\" + nxt))
+        i = j + 2
+    out.append(value[i:])
+    return "".join(out)
+
+
 def _name(value: str) -> str:
+    if value == _UNKNOWN:
+        return ""
+    return _unescape_c(value) if "\\" in value else value
+
+
+def _number(value: str) -> str:
     return "" if value == _UNKNOWN else value
 
 
@@ -182,7 +206,7 @@ def _channel_args(f: Mapping[str, str]) -> tuple[str, str, str, int, str, str, s
         get("Uniqueid", ""),
         get("Linkedid", ""),
         _int(get("ChannelState")),
-        _name(get("CallerIDNum", "")),
+        _number(get("CallerIDNum", "")),
         _name(get("CallerIDName", "")),
         get("Context", ""),
         get("Exten", ""),
