@@ -56,7 +56,7 @@ class CallClassification:
     """What the ANI/DNIS lookup found. Unknown callers and DNIS are answers, not errors.
 
     ``ani_e164`` is the caller's number in E.164 when it parses as a valid number, else ``None``.
-    ``customer_match`` says how the customer was chosen (see docs/contract.md, "Shared numbers").
+    ``customer_match`` says how the customer was chosen (the rule for shared numbers is in docs/crm.md).
     """
 
     ani_e164: str | None
