@@ -56,6 +56,7 @@ class Platform:
             self.sessionmaker,
             crm_handlers.subscribe(self.bus),
             default_region=settings.default_region,
+            spool_path=settings.state_dir / "spool" / f"call-logs-{settings.pbx_id}.json",
         )
         self.http = self._build_http()
         self._stopping = asyncio.Event()

@@ -14,19 +14,25 @@ Guarantees:
   cause) are kept when a later snapshot lacks them;
 * nothing is lost while the database is unavailable: pending work stays in memory, coalesced per
   call (latest state wins under the rule above), in arrival order, and is retried with exponential
-  backoff. Only a row the database refuses as such (a constraint or data error, not an outage) is
-  dropped, after being retried alone, and logged.
+  backoff. With a ``spool_path``, every failed write also saves the pending call states to that file
+  (atomically replaced, fsynced) and a writer that stops with work pending leaves it there, so a
+  platform killed or stopped during an outage writes those calls when it next starts. Only a row
+  the database refuses as such (a constraint or data error, not an outage) is dropped, after being
+  retried alone, and logged.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
+import os
 from collections import OrderedDict
 from collections.abc import Hashable, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
 from itertools import count
+from pathlib import Path
 from typing import Any, Final, cast
 
 from sqlalchemy import Table, and_, func, not_, or_, select, update
@@ -36,6 +42,7 @@ from sqlalchemy.exc import DataError, IntegrityError
 from crm.db import SessionMaker
 from crm.model import CallLog
 from cti.bus import Bus, Subscription
+from cti.codec import snapshot_from_dict, snapshot_to_dict
 from cti.model import CallChange, CallKey, CallPhase, CallSnapshot, ChangeKind, LiveCallsResynced
 from cti.phone import normalize
 
@@ -179,6 +186,7 @@ class CallLogWriter:
         retry_max: float = 5.0,
         default_region: str | None = None,
         batch_size: int = 200,
+        spool_path: Path | None = None,
     ) -> None:
         if not 0 < retry_min <= retry_max:
             raise ValueError("need 0 < retry_min <= retry_max")
@@ -188,6 +196,7 @@ class CallLogWriter:
         self._retry_max = retry_max
         self._region = default_region
         self._batch_size = max(1, batch_size)
+        self._spool = spool_path
         self._pending: OrderedDict[Hashable, CallSnapshot | LiveCallsResynced] = OrderedDict()
         self._seq = count()
         self._progress = asyncio.Condition()
@@ -210,9 +219,11 @@ class CallLogWriter:
         delay = self._retry_min
         closed = False
         failing = False
+        self._load_spool()
         try:
             while True:
                 if not self._pending:
+                    self._clear_spool()
                     if closed:
                         return
                     try:
@@ -227,6 +238,7 @@ class CallLogWriter:
                     self.failures += 1
                     failing = True
                     self.last_error = f"{type(exc).__name__}: {exc}"
+                    self._save_spool()
                     log.warning(
                         "call log write failed, %d pending, retrying in %.1fs: %s",
                         len(self._pending),
@@ -245,7 +257,56 @@ class CallLogWriter:
                     self._progress.notify_all()
         finally:
             if self._pending:
-                log.error("call log writer stopped with %d pending writes abandoned", len(self._pending))
+                if self._save_spool():
+                    log.error(
+                        "call log writer stopped with %d pending writes, kept in %s",
+                        len(self._pending),
+                        self._spool,
+                    )
+                else:
+                    log.error("call log writer stopped with %d pending writes abandoned", len(self._pending))
+
+    def _spooled(self) -> list[dict[str, Any]]:
+        return [snapshot_to_dict(item) for item in self._pending.values() if isinstance(item, CallSnapshot)]
+
+    def _save_spool(self) -> bool:
+        """Keep the pending call states on disk; True when they are safely there."""
+        if self._spool is None:
+            return False
+        try:
+            self._spool.parent.mkdir(parents=True, exist_ok=True)
+            tmp = self._spool.with_suffix(".tmp")
+            with tmp.open("w", encoding="utf-8") as fh:
+                json.dump({"calls": self._spooled()}, fh, ensure_ascii=False)
+                fh.flush()
+                os.fsync(fh.fileno())
+            os.chmod(tmp, 0o600)
+            tmp.replace(self._spool)
+        except OSError as exc:
+            log.error("could not keep pending call logs in %s: %s", self._spool, exc)
+            return False
+        return True
+
+    def _load_spool(self) -> None:
+        if self._spool is None or not self._spool.exists():
+            return
+        try:
+            calls = json.loads(self._spool.read_text(encoding="utf-8"))["calls"]
+            snapshots = [snapshot_from_dict(c) for c in calls]
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            bad = self._spool.with_suffix(".unreadable")
+            log.error("call log spool %s unreadable (%s); kept as %s", self._spool, exc, bad)
+            self._spool.replace(bad)
+            return
+        for snapshot in snapshots:
+            current = self._pending.pop(snapshot.key, None)
+            assert current is None or isinstance(current, CallSnapshot)
+            self._pending[snapshot.key] = merge(current, snapshot)
+        log.info("%d call logs from the spool %s will be written", len(snapshots), self._spool)
+
+    def _clear_spool(self) -> None:
+        if self._spool is not None and self._spool.exists():
+            self._spool.unlink(missing_ok=True)
 
     def _accept(self, message: object) -> None:
         if isinstance(message, CallChange):

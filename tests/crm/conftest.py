@@ -33,7 +33,7 @@ def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def pg_template(postgres_server: PostgresServer) -> str: 
+def pg_template(postgres_server: PostgresServer) -> str:
     url = postgres_server.create_database("crm_template")
     db.migrate(url)
     return "crm_template"

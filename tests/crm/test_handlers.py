@@ -343,3 +343,48 @@ async def test_postgres_down_while_snapshots_arrive_then_every_row_lands_once(
     for linkedid in during[2:]:
         assert (by_id[linkedid].phase, by_id[linkedid].ended_at) == ("arriving", None)
     assert writer.dropped == 0
+
+
+@pytest.mark.parametrize("backend", [pytest.param("postgresql", marks=pytest.mark.postgres)])
+async def test_a_writer_stopped_during_an_outage_keeps_its_calls_in_the_spool_for_the_next(
+    sessionmaker: SessionMaker, postgres_server: PostgresServer, tmp_path
+) -> None:
+    spool = tmp_path / "spool" / "call-logs.json"
+    bus = Bus()
+    sub = handlers.subscribe(bus)
+    writer = CallLogWriter(sessionmaker, sub, retry_min=0.05, retry_max=0.2, spool_path=spool)
+    task = asyncio.create_task(writer.run())
+    postgres_server.stop()
+    try:
+        bus.publish(change(replace(WRAP, key=CallKey("pbx1", "spooled-1")), ChangeKind.ENDED))
+        bus.publish(
+            change(replace(CLOSED, key=CallKey("pbx1", "spooled-2"), caller_name="张伟"), ChangeKind.CLOSED)
+        )
+        for _ in range(200):
+            if writer.failures >= 1 and spool.exists():
+                break
+            await asyncio.sleep(0.05)
+        assert spool.exists() and writer.pending() == 2
+        assert oct(spool.stat().st_mode & 0o777) == "0o600"
+        task.cancel()  # as a SIGKILL would: the spool is what survives
+        with pytest.raises(asyncio.CancelledError):
+            await task
+    finally:
+        postgres_server.start()
+    assert not (await rows(sessionmaker))
+    async with running(sessionmaker, Bus(), retry_min=0.05, spool_path=spool) as second:
+        await second.flush(20)
+    stored = {r.linkedid: r for r in await rows(sessionmaker)}
+    assert set(stored) == {"spooled-1", "spooled-2"}
+    assert stored["spooled-1"].ended_at == WRAP.ended_at
+    assert stored["spooled-2"].caller_name == "张伟" and stored["spooled-2"].phase == "ended"
+    assert not spool.exists()
+
+
+async def test_an_unreadable_spool_is_set_aside_not_fatal(sessionmaker: SessionMaker, tmp_path) -> None:
+    spool = tmp_path / "call-logs.json"
+    spool.write_text("{not json", encoding="utf-8")
+    async with running(sessionmaker, Bus(), spool_path=spool) as writer:
+        await writer.flush(5)
+    assert not spool.exists()
+    assert spool.with_suffix(".unreadable").read_text(encoding="utf-8") == "{not json"
