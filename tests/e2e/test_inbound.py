@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import os
+import signal
 import time
 from datetime import datetime
 from pathlib import Path
@@ -364,3 +366,53 @@ async def test_database_unavailable_at_hangup(sandbox_pbx, postgres_server, tmp_
         await platform.stop()
         if not postgres_server.running:
             await asyncio.to_thread(postgres_server.start)
+
+
+@pytest.mark.postgres
+async def test_platform_killed_during_a_database_outage_loses_no_call_log(
+    sandbox_pbx, postgres_server, tmp_path
+):
+    url = postgres_server.create_database("e2e_outage_kill")
+    platform = await start_platform(sandbox_pbx, tmp_path, database_url=url)
+    spool = platform.state_dir / "spool" / "call-logs-test.json"
+    try:
+        caller = await _hold_call(sandbox_pbx, sipp.Caller("钱多多", "13800000007"), 3)
+        await _wait_live(platform, 1)
+        await wait_for_calls(platform, 1, ended=False)
+        await asyncio.to_thread(postgres_server.stop)
+        assert (await caller.wait(20)).calls_ok == 1  # hangs up while the database is down
+        deadline = time.monotonic() + 15
+        while not spool.exists():  # the failed write put the ended call on disk
+            assert time.monotonic() < deadline, platform.log_tail()
+            await asyncio.sleep(0.2)
+        await platform.kill()
+        await asyncio.to_thread(postgres_server.start)
+        await platform.start()
+        (row,) = await wait_for_calls(platform, 1, timeout=30)
+        # Its real end, not "ended while the platform was down": the spool outranks the resync.
+        assert row["end_reason"] == "hangup"
+        assert row["caller_name"] == "钱多多"
+        assert len(await calls(platform)) == 1
+    finally:
+        await platform.stop()
+        if not postgres_server.running:
+            await asyncio.to_thread(postgres_server.start)
+
+
+async def test_a_hung_asterisk_is_noticed_by_the_ping_deadline(sandbox_pbx, platform):
+    pid = sandbox_pbx.sandbox.status(probe=False).pid
+    assert pid is not None
+    os.kill(pid, signal.SIGSTOP)  # the socket stays open, nothing answers: a hung Asterisk
+    try:
+        deadline = time.monotonic() + 15
+        async with platform.client() as api:
+            while (await api.get("/api/health")).json()["ami"] != "down":
+                assert time.monotonic() < deadline, platform.log_tail()
+                await asyncio.sleep(0.2)
+    finally:
+        os.kill(pid, signal.SIGCONT)
+    await platform.wait_healthy(30)
+    async with platform.client() as api:
+        details = (await api.get("/api/health/details")).json()
+    assert details["ami"]["counters"]["ping_timeouts"] >= 1
+    assert details["calls"]["logins"] >= 2
