@@ -1,237 +1,30 @@
-"""Run SIPp callers (UAC) and agent phones (UAS) as asyncio subprocesses against the sandbox PBX.
+"""The tests' name for the sandbox's simulated traffic: SIPp callers and agents' phones now live in
+``sandbox.traffic`` (the demo drives the PBX with them too); this module re-exports its public API."""
 
-Every SIPp gets its own SIP port (``-p``) and media port (``-mp``) on 127.0.0.1, so many can run at
-once beside the PBX.
+from sandbox.traffic import (
+    SCENARIOS,
+    SIPP,
+    Caller,
+    SippProcess,
+    SippResult,
+    call,
+    caller_scenario,
+    free_udp_port,
+    start_agent_phone,
+    start_callers,
+    start_ringing_phone,
+)
 
-Callers' numbers go through an injection file, their display names through the scenario itself: SIPp's
-injection files split fields at every ``;`` with no escape, and a display name may well contain one
-(``Robert'); DROP TABLE …``). So each caller run gets a scenario generated from the copies in
-``tests/data/sipp``, with a table that sets the call variable ``cname`` from the caller's index (the
-injection file's second field). SIPp copies the scenario's UTF-8 bytes as they are, so Chinese names
-reach Asterisk as UTF-8.
-"""
-
-from __future__ import annotations
-
-import asyncio
-import contextlib
-import shutil
-import signal
-import tempfile
-from collections.abc import Sequence
-from dataclasses import dataclass, field
-from pathlib import Path
-from xml.sax.saxutils import escape
-
-SCENARIOS = Path(__file__).resolve().parent.parent / "data" / "sipp"
-SIPP = shutil.which("sipp") or "/usr/bin/sipp"
-
-# A display name goes into a quoted string in the From header and into a SIPp action value, where
-# '[' starts a SIPp keyword; a number goes into a SIP URI and an injection field.
-_CONTROL = "".join(map(chr, range(32))) + "\x7f"
-_NAME_FORBIDDEN = '"\\[]' + _CONTROL
-_NUMBER_FORBIDDEN = ';"<>@[]\\ ' + _CONTROL
-
-
-@dataclass(frozen=True)
-class Caller:
-    name: str
-    number: str
-
-    def __post_init__(self) -> None:
-        if any(c in self.name for c in _NAME_FORBIDDEN):
-            raise ValueError(f'a caller name cannot contain " \\ [ ] or control characters: {self.name!r}')
-        if not self.number or any(c in self.number for c in _NUMBER_FORBIDDEN):
-            raise ValueError(f"a caller number must be a non-empty URI user part: {self.number!r}")
-
-
-@dataclass
-class SippResult:
-    returncode: int
-    output: str
-    calls_ok: int | None = None
-    calls_failed: int | None = None
-    errors: str = ""
-
-    @property
-    def ok(self) -> bool:
-        return self.returncode == 0
-
-
-@dataclass
-class SippProcess:
-    """A running SIPp; ``stop()`` ends it (idempotent) and returns what it reported."""
-
-    proc: asyncio.subprocess.Process
-    workdir: Path
-    argv: list[str]
-    _result: SippResult | None = field(default=None, repr=False)
-
-    async def wait(self, timeout: float | None = None) -> SippResult:
-        if self._result is None:
-            stdout, _ = await asyncio.wait_for(self.proc.communicate(), timeout)
-            self._result = _result(self.proc.returncode or 0, stdout, self.workdir)
-            shutil.rmtree(self.workdir, ignore_errors=True)
-        return self._result
-
-    async def stop(self, grace: float = 5.0) -> SippResult:
-        if self._result is None and self.proc.returncode is None:
-            with contextlib.suppress(ProcessLookupError):
-                self.proc.send_signal(signal.SIGUSR1)  # SIPp: stop placing calls, exit when they end
-            try:
-                return await self.wait(grace)
-            except TimeoutError:
-                with contextlib.suppress(ProcessLookupError):
-                    self.proc.kill()
-        return await self.wait()
-
-
-def _result(returncode: int, stdout: bytes, workdir: Path) -> SippResult:
-    text = stdout.decode("utf-8", "replace")
-    screens = "".join(p.read_text(encoding="utf-8", errors="replace") for p in workdir.glob("*_screen.log"))
-    ok = failed = None
-    for line in (text + "\n" + screens).splitlines():
-        # The final screen's counters: "Successful call | 0 | 5" and "Failed call | 0 | 0".
-        parts = [p.strip() for p in line.split("|")]
-        if len(parts) >= 3 and parts[0].startswith("Successful call") and parts[-1].isdigit():
-            ok = int(parts[-1])
-        if len(parts) >= 3 and parts[0].startswith("Failed call") and parts[-1].isdigit():
-            failed = int(parts[-1])
-    errors = ""
-    for err in workdir.glob("*_errors.log"):
-        errors += err.read_text(encoding="utf-8", errors="replace")
-    return SippResult(returncode, text, ok, failed, errors)
-
-
-async def _spawn(argv: list[str], workdir: Path) -> SippProcess:
-    proc = await asyncio.create_subprocess_exec(
-        *argv,
-        cwd=workdir,
-        stdin=asyncio.subprocess.DEVNULL,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.STDOUT,
-    )
-    return SippProcess(proc, workdir, argv)
-
-
-def _common(scenario: Path, port: int, media_port: int) -> list[str]:
-    # The final statistics screen (-trace_screen, a file in the work directory) is how the counters
-    # get read back; -trace_err keeps the unexpected messages for failure reports.
-    options = f"-i 127.0.0.1 -p {port} -mi 127.0.0.1 -mp {media_port} -nostdin -trace_err -trace_screen"
-    return [SIPP, "-sf", str(scenario), *options.split()]
-
-
-def caller_scenario(template: str, names: Sequence[str]) -> str:
-    """The UAC scenario ``template`` (a file in tests/data/sipp that takes the display name from
-    ``[field0]`` and the number from ``[field1]``) rewritten to take the number from ``[field0]`` and
-    the display name from ``names[int([field1])]``."""
-    text = (SCENARIOS / template).read_text(encoding="utf-8")
-    text = text.replace('"[field0]"', '"[$cname]"').replace("[field1]", "[field0]")
-    text = text.replace('encoding="ISO-8859-1"', 'encoding="UTF-8"')
-    table = [
-        "  <nop><action>",
-        '    <assignstr assign_to="cidx_text" value="[field1]"/>',
-        '    <todouble assign_to="cidx" variable="cidx_text"/>',
-    ]
-    table += [
-        f'    <test assign_to="cname{i}" variable="cidx" compare="equal" value="{i}"/>'
-        for i in range(len(names))
-    ]
-    table.append("  </action></nop>")
-    for i, name in enumerate(names):
-        value = escape(name, {'"': "&quot;"})  # SIPp's XML parser decodes &amp; &lt; &gt; &quot;
-        action = f'<assignstr assign_to="cname" value="{value}"/>'
-        table.append(f'  <nop condexec="cname{i}"><action>{action}</action></nop>')
-    start = text.index(">", text.index("<scenario")) + 1
-    return text[:start] + "\n" + "\n".join(table) + text[start:]
-
-
-async def start_callers(
-    *,
-    pbx_port: int,
-    dnis: str,
-    callers: Sequence[Caller],
-    port: int,
-    media_port: int,
-    calls: int | None = None,
-    hangup_after_ms: int | None = None,
-    rate: float = 10.0,
-    limit: int = 50,
-) -> SippProcess:
-    """Place ``calls`` calls (default: one per caller; callers are used in turn) to ``dnis``.
-
-    With ``hangup_after_ms`` each caller hangs up after that long on the line; without, each waits
-    (up to 120 s) until the PBX hangs up. ``rate`` is new calls per second, ``limit`` the most calls
-    at once.
-    """
-    if not callers:
-        raise ValueError("no callers")
-    if not dnis.isdigit():
-        raise ValueError(f"the DNIS must be digits: {dnis!r}")
-    workdir = Path(tempfile.mkdtemp(prefix="sipp-uac-"))
-    names = list(dict.fromkeys(c.name for c in callers))
-    index = {name: i for i, name in enumerate(names)}
-    inf = workdir / "callers.csv"
-    lines = ["SEQUENTIAL"] + [f"{c.number};{index[c.name]};" for c in callers]
-    inf.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    template = "uac_hangup.xml" if hangup_after_ms is not None else "uac_wait.xml"
-    scenario = workdir / template
-    scenario.write_text(caller_scenario(template, names), encoding="utf-8")
-    count = calls if calls is not None else len(callers)
-    argv = _common(scenario, port, media_port) + [f"127.0.0.1:{pbx_port}", "-s", dnis, "-inf", str(inf)]
-    argv += ["-m", str(count), "-r", str(rate), "-rp", "1000", "-l", str(limit)]
-    if hangup_after_ms is not None:
-        argv += ["-d", str(hangup_after_ms)]
-    return await _spawn(argv, workdir)
-
-
-async def call(
-    *,
-    pbx_port: int,
-    dnis: str,
-    caller: Caller,
-    port: int,
-    media_port: int,
-    hangup_after_ms: int | None = None,
-    timeout: float = 60.0,
-) -> SippResult:
-    """One call, to completion (stopped after ``timeout`` seconds)."""
-    proc = await start_callers(
-        pbx_port=pbx_port,
-        dnis=dnis,
-        callers=[caller],
-        port=port,
-        media_port=media_port,
-        hangup_after_ms=hangup_after_ms,
-    )
-    try:
-        return await proc.wait(timeout)
-    except TimeoutError:
-        return await proc.stop()
-
-
-async def _start_phone(scenario: str, extra: list[str], port: int, media_port: int) -> SippProcess:
-    workdir = Path(tempfile.mkdtemp(prefix="sipp-uas-"))
-    proc = await _spawn(_common(SCENARIOS / scenario, port, media_port) + extra, workdir)
-    # SIPp binds its port a moment after starting; a call placed before that would meet a closed port.
-    await asyncio.sleep(0.3)
-    if proc.proc.returncode is not None:
-        result = await proc.wait()
-        raise RuntimeError(f"the agent phone on port {port} did not start: {result.output[-2000:]}")
-    return proc
-
-
-async def start_agent_phone(
-    *, port: int, media_port: int, talk_ms: int = 2000, calls: int | None = None
-) -> SippProcess:
-    """An agent's auto-answering phone listening on 127.0.0.1:``port``: rings 200 ms, answers, talks
-    ``talk_ms``, hangs up. Runs until ``calls`` calls are done, or until stopped."""
-    extra = ["-d", str(talk_ms)] + (["-m", str(calls)] if calls is not None else [])
-    return await _start_phone("uas_agent.xml", extra, port, media_port)
-
-
-async def start_ringing_phone(*, port: int, media_port: int, calls: int | None = None) -> SippProcess:
-    """An agent's phone on 127.0.0.1:``port`` that rings and never answers: it waits for the PBX to
-    cancel each call (the caller hung up, or the dial timed out)."""
-    extra = ["-m", str(calls)] if calls is not None else []
-    return await _start_phone("uas_ringing.xml", extra, port, media_port)
+__all__ = [
+    "SCENARIOS",
+    "SIPP",
+    "Caller",
+    "SippProcess",
+    "SippResult",
+    "call",
+    "caller_scenario",
+    "free_udp_port",
+    "start_agent_phone",
+    "start_callers",
+    "start_ringing_phone",
+]
