@@ -14,11 +14,11 @@ Guarantees:
   cause) are kept when a later snapshot lacks them;
 * nothing is lost while the database is unavailable: pending work stays in memory, coalesced per
   call (latest state wins under the rule above), in arrival order, and is retried with exponential
-  backoff. With a ``spool_path``, every failed write also saves the pending call states to that file
-  (atomically replaced, fsynced) and a writer that stops with work pending leaves it there, so a
-  platform killed or stopped during an outage writes those calls when it next starts. Only a row
-  the database refuses as such (a constraint or data error, not an outage) is dropped, after being
-  retried alone, and logged.
+  backoff. With a ``spool_path``, every failed write, and every call state received while writes
+  fail, saves the pending call states to that file (atomically replaced, fsynced), and a writer
+  that stops with work pending leaves it there, so a platform killed or stopped during an outage
+  writes those calls when it next starts. Only a row the database refuses as such (a constraint or
+  data error, not an outage) is dropped, after being retried alone, and logged.
 """
 
 from __future__ import annotations
@@ -347,6 +347,9 @@ class CallLogWriter:
                 closed = True
                 break
             self._accept(message)
+            self._drain()
+            # During an outage every new call state goes to disk at once, not at the next retry.
+            self._save_spool()
         await asyncio.sleep(max(0.0, deadline - loop.time()))
         return closed
 
