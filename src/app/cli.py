@@ -178,6 +178,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    # Alembic announces its plugins and every migration step at INFO on every start.
+    logging.getLogger("alembic").setLevel(logging.DEBUG if args.verbose else logging.WARNING)
     if args.command == "pbx":
         code = asyncio.run(_pbx(args))
     elif args.command == "serve":
