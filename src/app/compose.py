@@ -45,7 +45,9 @@ class Platform:
         self.sessionmaker = crm_db.make_sessionmaker(self.engine)
         self.bus = Bus()
         self.book = CallBook(settings.pbx_id, wrap_up_seconds=settings.wrap_up_seconds)
-        self.ami = AmiClient(settings.effective_ami(), decode_event=decode_event, name=settings.pbx_id)
+        # The client's name prefixes every ActionID, where '-' is not allowed; a PBX id may have one.
+        ami_name = settings.pbx_id.replace("-", "_")
+        self.ami = AmiClient(settings.effective_ami(), decode_event=decode_event, name=ami_name)
         self.calls = CallService(
             book=self.book,
             link=self.ami,

@@ -167,6 +167,7 @@ class CuttableLink:
         self._tasks: set[asyncio.Task[None]] = set()
         self.refusing = False
         self.accepted = 0
+        self._cut_after: tuple[bytes, float] | None = None
 
     async def start(self) -> None:
         self._server = await asyncio.start_server(self._accept, "127.0.0.1", self.port or 0)
@@ -180,8 +181,8 @@ class CuttableLink:
         up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.target_port)
         pair = (writer, up_writer)
         self._pairs.add(pair)
-        for src, dst in ((reader, up_writer), (up_reader, writer)):
-            task = asyncio.create_task(self._pump(src, dst, pair))
+        for src, dst, upstream in ((reader, up_writer, True), (up_reader, writer, False)):
+            task = asyncio.create_task(self._pump(src, dst, pair, upstream))
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
 
@@ -190,11 +191,19 @@ class CuttableLink:
         src: asyncio.StreamReader,
         dst: asyncio.StreamWriter,
         pair: tuple[asyncio.StreamWriter, asyncio.StreamWriter],
+        upstream: bool,
     ) -> None:
         try:
             while data := await src.read(65536):
                 dst.write(data)
                 await dst.drain()
+                if upstream and self._cut_after is not None and self._cut_after[0] in data:
+                    # Asterisk has the request; its answer will never reach the client.
+                    _, restore_after = self._cut_after
+                    self._cut_after = None
+                    self.cut()
+                    asyncio.get_running_loop().call_later(restore_after, self.restore)
+                    return
         except (ConnectionError, OSError):
             pass
         finally:
@@ -211,6 +220,10 @@ class CuttableLink:
         self.refusing = refuse
         for pair in list(self._pairs):
             self._close_pair(pair)
+
+    def cut_after(self, marker: bytes, *, restore_after: float) -> None:
+        """Cut the link right after the client sends bytes containing ``marker``; restore it later."""
+        self._cut_after = (marker, restore_after)
 
     def restore(self) -> None:
         self.refusing = False
