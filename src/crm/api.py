@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from crm import service
 from crm.db import SessionMaker
+from crm.service import CallLogRecord
 from cti.auth import Principal, Role, issue_token, token_expiry
 from cti.http import AuthDeps
 from cti.settings import Settings
@@ -84,46 +85,8 @@ class CustomerOut(BaseModel):
     phones: list[PhoneOut]
 
 
-class CallLogOut(BaseModel):
-    """One call. Times are UTC; ``ani_raw`` and ``caller_name`` are exactly as the network sent them."""
-
-    model_config = ConfigDict(from_attributes=True)
-
-    id: int
-    pbx: str
-    linkedid: str
-    direction: str
-    ani_raw: str
-    ani_e164: str | None
-    caller_name: str
-    dnis: str
-    service_id: int | None
-    customer_id: int | None
-    new_contact: bool | None
-    customer_match: str | None
-    started_at: datetime
-    answered_at: datetime | None
-    connected_at: datetime | None
-    ended_at: datetime | None
-    wait_seconds: float | None
-    talk_seconds: float | None
-    hangup_cause: int | None
-    hangup_cause_txt: str | None
-    end_reason: str | None
-    phase: str
-    agent: str | None
-    ivr_path: list[Any] | None
-    ivr_inputs: dict[str, Any] | None
-    disposition: str | None
-    notes: str | None
-    recording_path: str | None
-    recording_seconds: float | None
-    created_at: datetime
-    updated_at: datetime
-
-
 class CustomerDetailOut(CustomerOut):
-    interactions: list[CallLogOut] = Field(description="the customer's call logs, newest first")
+    interactions: list[CallLogRecord] = Field(description="the customer's call logs, newest first")
 
 
 class ServiceIn(BaseModel):
@@ -250,7 +213,7 @@ def build_router(
         return CustomerDetailOut.model_validate(
             {
                 **CustomerOut.model_validate(detail.customer).model_dump(),
-                "interactions": [CallLogOut.model_validate(c) for c in detail.interactions],
+                "interactions": list(detail.interactions),
             }
         )
 
@@ -264,14 +227,14 @@ def build_router(
             )
         return PhoneOut.model_validate(record)
 
-    @router.get("/api/calls", response_model=list[CallLogOut])
+    @router.get("/api/calls", response_model=list[CallLogRecord])
     async def list_calls(
         _user: Agent,
         customer_id: int | None = None,
         ani: Annotated[str | None, Query(max_length=64, description="as received, or any form")] = None,
         since: Annotated[datetime | None, Query(description="ISO 8601 with a time zone")] = None,
         limit: Limit = service.DEFAULT_LIMIT,
-    ) -> list[CallLogOut]:
+    ) -> list[CallLogRecord]:
         with _http_errors():
             records = await service.list_calls(
                 sessionmaker,
@@ -281,7 +244,7 @@ def build_router(
                 limit=limit,
                 default_region=region,
             )
-        return [CallLogOut.model_validate(r) for r in records]
+        return list(records)
 
     @router.get("/api/services", response_model=list[ServiceOut])
     async def list_services(_user: Agent) -> list[ServiceOut]:

@@ -109,6 +109,8 @@ class CustomerRecord:
 
 @dataclass(frozen=True, slots=True)
 class CallLogRecord:
+    """One call. Times are UTC; ``ani_raw`` and ``caller_name`` are exactly as the network sent them."""
+
     id: int
     pbx: str
     linkedid: str
