@@ -63,6 +63,8 @@ _STICKY: Final = (
     "hangup_cause",
     "hangup_cause_txt",
     "end_reason",
+    "ivr_path",
+    "ivr_inputs",
 )
 _KEY_COLUMNS: Final = ("pbx", "linkedid")
 _ENDED: Final = CallPhase.ENDED.value
@@ -101,6 +103,8 @@ def merge(current: CallSnapshot | None, incoming: CallSnapshot) -> CallSnapshot:
         hangup_cause=incoming.hangup_cause if incoming.hangup_cause is not None else current.hangup_cause,
         hangup_cause_txt=incoming.hangup_cause_txt or current.hangup_cause_txt,
         end_reason=incoming.end_reason or current.end_reason,
+        ivr=incoming.ivr or current.ivr,
+        routing=incoming.routing or current.routing,
     )
 
 
@@ -142,6 +146,8 @@ def row_values(snapshot: CallSnapshot, *, default_region: str | None, now: datet
         "end_reason": snapshot.end_reason.value if snapshot.end_reason else None,
         "phase": snapshot.phase.value,
         "agent": _clean(snapshot.agent),
+        "ivr_path": list(snapshot.ivr.path) if snapshot.ivr else None,
+        "ivr_inputs": dict(snapshot.ivr.inputs) if snapshot.ivr else None,
         "created_at": now,
         "updated_at": now,
     }

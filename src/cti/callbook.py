@@ -43,8 +43,10 @@ from cti.model import (
     ChangeKind,
     Direction,
     EndReason,
+    IvrRecord,
     LiveCallsResynced,
     PhaseMark,
+    RoutingRequest,
 )
 
 _UP = 6  # Asterisk's AST_STATE_UP
@@ -141,6 +143,17 @@ class CallBook:
         if call is None:
             return []
         return self._update(call, classification=classification)
+
+    def record_ivr(
+        self, key: CallKey, ivr: IvrRecord, now: datetime, routing: RoutingRequest | None = None
+    ) -> list[CallChange]:
+        """Keep what the IVR learned (and, when it hands the call on, what it asks of the agent)."""
+        call = self._calls.get(key.linkedid) if key.pbx == self.pbx else None
+        if call is None:
+            return []
+        if routing is None:
+            return self._update(call, ivr=ivr)
+        return self._update(call, ivr=ivr, routing=routing)
 
     def close(self, key: CallKey, now: datetime) -> list[CallChange]:
         """End a call's wrap-up now (the agent finished the after-call work)."""

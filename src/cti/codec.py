@@ -16,7 +16,10 @@ from cti.model import (
     CallSnapshot,
     Direction,
     EndReason,
+    IvrRecord,
     PhaseMark,
+    RoutingRequest,
+    SkillNeed,
 )
 
 FORMAT = 1
@@ -72,6 +75,23 @@ def snapshot_to_dict(snap: CallSnapshot) -> dict[str, Any]:
         },
         "channels": list(snap.channels),
         "history": [[m.phase.value, _time(m.at)] for m in snap.history],
+        "ivr": None
+        if snap.ivr is None
+        else {
+            "path": list(snap.ivr.path),
+            "inputs": [list(i) for i in snap.ivr.inputs],
+            "language": snap.ivr.language,
+            "outcome": snap.ivr.outcome,
+        },
+        "routing": None
+        if snap.routing is None
+        else {
+            "service": snap.routing.service,
+            "skills": [[n.skill, n.min_level, n.optional] for n in snap.routing.skills],
+            "language": snap.routing.language,
+            "priority": snap.routing.priority,
+            "reason": snap.routing.reason,
+        },
     }
 
 
@@ -116,6 +136,31 @@ def snapshot_from_dict(data: dict[str, Any]) -> CallSnapshot:
             ),
             channels=tuple(data["channels"]),
             history=tuple(PhaseMark(CallPhase(p), at) for p, t in data["history"] if (at := _parse_time(t))),
+            ivr=_ivr(data.get("ivr")),
+            routing=_routing(data.get("routing")),
         )
     except (KeyError, TypeError) as exc:
         raise ValueError(f"not a call snapshot: {exc}") from exc
+
+
+def _ivr(data: Any) -> IvrRecord | None:
+    if data is None:
+        return None
+    return IvrRecord(
+        path=tuple(str(p) for p in data["path"]),
+        inputs=tuple((str(k), str(v)) for k, v in data["inputs"]),
+        language=data["language"],
+        outcome=str(data["outcome"]),
+    )
+
+
+def _routing(data: Any) -> RoutingRequest | None:
+    if data is None:
+        return None
+    return RoutingRequest(
+        service=data["service"],
+        skills=tuple(SkillNeed(str(s), int(level), bool(opt)) for s, level, opt in data["skills"]),
+        language=data["language"],
+        priority=int(data["priority"]),
+        reason=str(data["reason"]),
+    )

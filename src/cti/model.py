@@ -72,6 +72,40 @@ class CallClassification:
 
 
 @dataclass(frozen=True, slots=True)
+class SkillNeed:
+    """A skill a call needs, at ``min_level`` (1 to 10) or above; ``optional`` ones may be relaxed away."""
+
+    skill: str
+    min_level: int = 1
+    optional: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class RoutingRequest:
+    """What the IVR (or the service's defaults) asks of the agent who takes this call.
+
+    ``priority``: higher is served first; 0 is normal. ``reason`` says where it came from (for the
+    decision log and the screen-pop).
+    """
+
+    service: str | None
+    skills: tuple[SkillNeed, ...] = ()
+    language: str | None = None
+    priority: int = 0
+    reason: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class IvrRecord:
+    """What the IVR learned, kept with the call. Secret inputs are already masked (never the digits)."""
+
+    path: tuple[str, ...] = ()
+    inputs: tuple[tuple[str, str], ...] = ()
+    language: str | None = None
+    outcome: str = ""  # route, voicemail, callback, hangup, abandoned, fallback
+
+
+@dataclass(frozen=True, slots=True)
 class PhaseMark:
     phase: CallPhase
     at: datetime
@@ -105,6 +139,8 @@ class CallSnapshot:
     classification: CallClassification | None = None
     channels: tuple[str, ...] = ()
     history: tuple[PhaseMark, ...] = field(default=())
+    ivr: IvrRecord | None = None
+    routing: RoutingRequest | None = None
 
     @property
     def wait_seconds(self) -> float | None:

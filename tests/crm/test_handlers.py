@@ -388,3 +388,20 @@ async def test_an_unreadable_spool_is_set_aside_not_fatal(sessionmaker: SessionM
         await writer.flush(5)
     assert not spool.exists()
     assert spool.with_suffix(".unreadable").read_text(encoding="utf-8") == "{not json"
+
+
+async def test_the_ivr_path_and_masked_inputs_land_on_the_call_log(sessionmaker: SessionMaker) -> None:
+    from cti.model import IvrRecord
+
+    ivr = IvrRecord(
+        path=("welcome", "main_menu", "pin"), inputs=(("main_menu", "2"), ("pin", "****")), outcome="route"
+    )
+    bus = Bus()
+    async with running(sessionmaker, bus) as writer:
+        bus.publish(change(replace(TALKING, key=CallKey("pbx1", "ivr-1"), ivr=ivr)))
+        await writer.flush(10)
+        bus.publish(change(replace(WRAP, key=CallKey("pbx1", "ivr-1")), ChangeKind.ENDED))
+        await writer.flush(10)
+    (row,) = await rows(sessionmaker)
+    assert row.ivr_path == ["welcome", "main_menu", "pin"]
+    assert row.ivr_inputs == {"main_menu": "2", "pin": "****"}

@@ -490,3 +490,25 @@ def test_calls_on_another_pbx_are_not_ours():
     run(book, ARRIVE)
     assert book.get(CallKey("pbx2", "100.1")) is None
     assert book.close(CallKey("pbx2", "100.1"), at(1)) == []
+
+
+def test_what_the_ivr_learned_stays_with_the_call():
+    from cti.model import IvrRecord, RoutingRequest, SkillNeed
+
+    book = CallBook("pbx1")
+    run(book, ARRIVE + ANSWER)
+    key = CallKey("pbx1", "100.1")
+    ivr = IvrRecord(
+        path=("welcome", "main_menu", "balance"),
+        inputs=(("main_menu", "2"), ("pin", "****")),
+        language="zh-CN",
+        outcome="route",
+    )
+    request = RoutingRequest(
+        service="support", skills=(SkillNeed("mandarin", 5),), language="zh-CN", priority=2
+    )
+    (change,) = book.record_ivr(key, ivr, at(9), routing=request)
+    assert change.call.ivr == ivr and change.call.routing == request
+    assert book.record_ivr(CallKey("pbx1", "nope"), ivr, at(9)) == []
+    closed = run(book, [(20, ch(HungUp, CALLER, cause=16, cause_txt=""))])[-1]
+    assert closed.call.ivr == ivr

@@ -8,7 +8,18 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from cti.codec import snapshot_from_dict, snapshot_to_dict
-from cti.model import CallClassification, CallKey, CallPhase, CallSnapshot, Direction, EndReason, PhaseMark
+from cti.model import (
+    CallClassification,
+    CallKey,
+    CallPhase,
+    CallSnapshot,
+    Direction,
+    EndReason,
+    IvrRecord,
+    PhaseMark,
+    RoutingRequest,
+    SkillNeed,
+)
 
 T0 = datetime(2026, 11, 22, 9, 0, tzinfo=UTC)
 BARE = CallSnapshot(
@@ -53,6 +64,16 @@ FULL = CallSnapshot(
     ),
     channels=("PJSIP/trunk-2", "PJSIP/1001-3"),
     history=(PhaseMark(CallPhase.ARRIVING, T0), PhaseMark(CallPhase.ENDED, T0 + timedelta(seconds=65))),
+    ivr=IvrRecord(
+        path=("welcome", "menu"), inputs=(("menu", "2"), ("pin", "****")), language="zh-CN", outcome="route"
+    ),
+    routing=RoutingRequest(
+        service="support",
+        skills=(SkillNeed("mandarin", 5), SkillNeed("billing", 3, True)),
+        language="zh-CN",
+        priority=2,
+        reason="vip",
+    ),
 )
 
 
