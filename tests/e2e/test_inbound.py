@@ -19,12 +19,12 @@ from typing import Any
 import pytest
 from tests.support import sipp
 from tests.support.platform import CuttableLink, PlatformProcess
-from tests.support.sandbox import SandboxPbx
+from tests.support.sandbox import SIPP_PORT_BASE, SandboxPbx
 
 pytestmark = [pytest.mark.sandbox]
 
 ADMIN = ("admin", "admin-password-1")
-_ports = itertools.count(42000, 8)
+_ports = itertools.count(SIPP_PORT_BASE, 8)
 
 
 def sip_ports() -> tuple[int, int]:

@@ -13,7 +13,7 @@ import contextlib
 import pytest
 from tests.support import sipp
 from tests.support.platform import CuttableLink
-from tests.support.sandbox import SandboxPbx
+from tests.support.sandbox import SIPP_PORT_BASE, SandboxPbx
 
 from cti.ami import AmiClient
 from cti.events import decode_event
@@ -44,7 +44,7 @@ async def test_originate_rings_the_agent_once(sandbox_pbx: SandboxPbx, cut: bool
     agent = sandbox_pbx.agents[1]
     async with contextlib.AsyncExitStack() as stack:
         phone = await sipp.start_agent_phone(
-            port=agent.port, media_port=47000 + 10 * cut, talk_ms=3000, calls=1
+            port=agent.port, media_port=SIPP_PORT_BASE + 1000 + 10 * cut, talk_ms=3000, calls=1
         )
         stack.push_async_callback(phone.stop)
         link = CuttableLink(sandbox_pbx.ami_port)

@@ -31,10 +31,22 @@ HOLD_DNIS = "8000"
 DIRECT_DNIS = "8001"
 TEST_SERVICES: tuple[Service, ...] = (Service(HOLD_DNIS, "hold"), Service(DIRECT_DNIS, "direct"))
 
-TEST_PORTS = {"sip": 15060, "ami": 15038, "agent_base": 15071, "rtp_start": 30000, "rtp_end": 30999}
+# Two test sessions can run side by side on one machine when the second sets CTI_TEST_INSTANCE and
+# CTI_TEST_PORT_OFFSET (a multiple of 100): its PBX, agents' phones, RTP and SIPp ports all move.
+TEST_INSTANCE = os.environ.get("CTI_TEST_INSTANCE", "test")
+PORT_OFFSET = int(os.environ.get("CTI_TEST_PORT_OFFSET", "0"))
+TEST_PORTS = {
+    "sip": 15060 + PORT_OFFSET,
+    "ami": 15038 + PORT_OFFSET,
+    "agent_base": 15071 + PORT_OFFSET,
+    "rtp_start": 30000 + 10 * PORT_OFFSET,
+    "rtp_end": 30999 + 10 * PORT_OFFSET,
+}
+#: The first of the ports this session's SIPp processes may use (each test module takes its own slice).
+SIPP_PORT_BASE = 42000 + 20 * PORT_OFFSET
 
 
-def sandbox_test_settings(base: Settings | None = None, *, instance: str = "test") -> Settings:
+def sandbox_test_settings(base: Settings | None = None, *, instance: str = TEST_INSTANCE) -> Settings:
     """The test instance's settings: the environment's settings (cache dir, suite, mirror) with the
     test instance name and ports."""
     base = base or load_settings()
