@@ -8,6 +8,7 @@ signal, from the CLI). Nothing else in the code base imports more than one capab
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from dataclasses import asdict
 from typing import Any
@@ -17,8 +18,10 @@ from fastapi import Depends, FastAPI
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Gauge, generate_latest
 from starlette.responses import Response
 
+from app.routing_wiring import build_routing
 from crm import db as crm_db
 from crm import handlers as crm_handlers
+from crm import voicemail as crm_voicemail
 from crm.api import build_router as build_crm_router
 from crm.service import Classifier
 from cti.ami import AmiClient
@@ -29,6 +32,9 @@ from cti.events import decode_event
 from cti.http import make_auth
 from cti.service import CallService
 from cti.settings import Settings
+from ivr.agi import FastAgiServer
+from ivr.service import IvrService
+from routing.api import build_router as build_routing_router
 
 log = logging.getLogger("cti.app")
 
@@ -60,6 +66,8 @@ class Platform:
             default_region=settings.default_region,
             spool_path=settings.state_dir / "spool" / f"call-logs-{settings.pbx_id}.json",
         )
+        self.ivr, self.agi = build_ivr(settings, self.sessionmaker, self.calls)
+        self.routing = build_routing(settings, self.sessionmaker, self.bus, self.ami)
         self.http = self._build_http()
         self._stopping = asyncio.Event()
 
@@ -75,6 +83,7 @@ class Platform:
         app.include_router(
             build_crm_router(self.sessionmaker, auth, lambda: self.token_secret, self.settings)
         )
+        app.include_router(build_routing_router(self.routing, auth))
         registry = CollectorRegistry()
         Gauge("cti_live_calls", "calls in the live model", registry=registry).set_function(
             lambda: len(self.book)
@@ -148,11 +157,19 @@ class Platform:
                 tasks.create_task(self.ami.run(), name="ami")
                 calls = tasks.create_task(self.calls.run(), name="calls")
                 writer = tasks.create_task(self.call_log.run(), name="call-log")
+                routing = tasks.create_task(self.routing.run(), name="routing")
                 web = tasks.create_task(server.serve(), name="http")
+                ivr_task = None
+                if self.ivr is not None and self.agi is not None:
+                    ivr_task = tasks.create_task(serve_ivr(self.settings, self.ivr, self.agi), name="ivr")
                 await self._stopping.wait()
                 server.should_exit = True
+                if ivr_task is not None:
+                    # Callers still in the IVR take the dialplan's fallback when their session drops.
+                    ivr_task.cancel()
                 await web
                 calls.cancel()
+                routing.cancel()
                 await self.ami.close()
                 # The writer drains what it holds before it stops (bounded by its own retry policy).
                 try:
@@ -161,7 +178,118 @@ class Platform:
                     log.error("stopping with %d call log writes not yet stored", self.call_log.pending())
                 writer.cancel()
         finally:
+            await self.routing.live.close()
             await self.engine.dispose()
 
     def stop(self) -> None:
         self._stopping.set()
+
+
+# ---------------------------------------------------------------------- IVR
+
+
+def build_ivr(
+    settings: Settings, sessionmaker: crm_db.SessionMaker, calls: CallService
+) -> tuple[IvrService | None, FastAgiServer | None]:
+    """The IVR and its FastAGI server, with ports onto the customer record and the live call.
+
+    Returns ``(None, None)`` when the IVR is disabled or its flows do not load: the dialplan's
+    fallback then takes every IVR call, and the log says why.
+    """
+    from datetime import UTC, datetime
+
+    from ivr import flow as ivr_flow
+    from ivr.files import example_flows, load_flows
+    from ivr.model import FlowError
+    from ivr.service import CallbackBooking, IvrPorts, VoicemailMessage
+
+    if not settings.ivr.enabled:
+        return None, None
+    try:
+        flows = load_flows(settings.ivr.flows_dir) if settings.ivr.flows_dir else example_flows()
+    except (FlowError, OSError) as exc:
+        log.error("IVR flows not loaded, IVR calls take the dialplan's fallback: %s", exc)
+        return None, None
+    region = settings.default_region
+    classifier = Classifier(sessionmaker, region)
+
+    async def lookup(customer_id: int, query: str, pin: str | None) -> ivr_flow.LookupResult:
+        answer = await crm_voicemail.self_service_answer(sessionmaker, customer_id, query, pin)
+        return ivr_flow.LookupResult(
+            answer.found, answer.count, answer.amount, answer.currency, answer.reference, answer.status
+        )
+
+    async def store_voicemail(message: VoicemailMessage) -> None:
+        await crm_voicemail.store_voicemail(
+            sessionmaker,
+            call_key=f"{settings.pbx_id}/{message.call_key}",
+            customer_id=message.customer_id,
+            ani=message.ani,
+            file_path=message.file_path,
+            compressed_path=message.compressed_path,
+            duration_seconds=message.seconds,
+            default_region=region,
+        )
+        if message.ani:  # a message asks for a call back: the task is on the list with the voicemail
+            # A number we could not call back (ValueError) keeps the voicemail alone.
+            with contextlib.suppress(ValueError):
+                await crm_voicemail.store_callback(
+                    sessionmaker,
+                    call_key=f"{settings.pbx_id}/{message.call_key}",
+                    customer_id=message.customer_id,
+                    ani=message.ani,
+                    number=message.ani,
+                    default_region=region,
+                )
+
+    async def store_callback(booking: CallbackBooking) -> None:
+        await crm_voicemail.store_callback(
+            sessionmaker,
+            call_key=f"{settings.pbx_id}/{booking.call_key}",
+            customer_id=booking.customer_id,
+            ani=booking.ani,
+            number=booking.number,
+            default_region=region,
+            due=datetime.now(UTC),
+        )
+
+    async def record_ivr(linkedid: str, record: Any, routing: Any) -> None:
+        calls.record_ivr(linkedid, record, routing)
+
+    sounds, pbx_sounds, voicemail_dir, pbx_voicemail = settings.ivr_dirs()
+    ivr = IvrService(
+        flows=flows,
+        ports=IvrPorts(classifier.classify, lookup, store_voicemail, store_callback, record_ivr),
+        sounds_dir=sounds,
+        pbx_sounds_dir=pbx_sounds,
+        voicemail_dir=voicemail_dir,
+        pbx_voicemail_dir=pbx_voicemail,
+        compressed_format=settings.ivr.voicemail_format,
+    )
+    return ivr, FastAgiServer(settings.ivr.agi_host, settings.ivr.agi_port, ivr.handle)
+
+
+async def serve_ivr(settings: Settings, ivr: IvrService, agi: FastAgiServer) -> None:
+    """Build missing prompts, then serve FastAGI until cancelled. Until it listens (and if it never
+    does), Asterisk cannot connect and IVR calls take the dialplan's fallback."""
+    import os
+
+    _, _, voicemail_dir, _ = settings.ivr_dirs()
+    try:
+        voicemail_dir.mkdir(parents=True, exist_ok=True)
+        # Asterisk records here as its own user: give the folder to whoever owns its parent (the spool).
+        parent = voicemail_dir.parent.stat()
+        os.chown(voicemail_dir, parent.st_uid, parent.st_gid)
+    except OSError as exc:
+        log.warning("voicemail folder %s not prepared: %s", voicemail_dir, exc)
+    if settings.ivr.build_prompts_on_start:
+        try:
+            built = await ivr.build_prompts()
+            log.info("IVR prompts ready (%d built)", built)
+        except Exception:
+            log.exception("IVR prompts could not be built; IVR calls take the dialplan's fallback")
+            return
+    try:
+        await agi.run()
+    except OSError as exc:
+        log.error("FastAGI server not started on %s:%d: %s", agi.host, agi.port, exc)

@@ -35,6 +35,8 @@ from crm.service import authenticate, list_customers, seed_demo_data
 from cti.auth import Role
 from cti.settings import Settings
 from dialplans.wiring import sandbox_agents
+from routing.directory import AgentProfile
+from routing.model import Agent, AgentStatus, Login, Ready
 from sandbox import SandboxError
 from sandbox.procs import check_port_free
 from sandbox.service import Sandbox
@@ -434,6 +436,28 @@ def _banner(
 # ---------------------------------------------------------------------- run_demo
 
 
+#: The simulated agents' skills (taken in turn): every one can take both demo services' calls, the
+#: first kind is the better choice for support, the second for sales.
+DEMO_AGENT_SKILLS: tuple[dict[str, int], ...] = (
+    {"support": 8, "mandarin": 9, "sales": 4, "english": 6},
+    {"support": 5, "mandarin": 5, "sales": 8, "english": 9},
+)
+DEMO_AGENT_LANGUAGES = frozenset({"zh-CN", "en"})
+
+
+async def _agents_ready(platform: Platform, agent_ids: Sequence[str]) -> None:
+    """Configure the simulated agents for routing, log them in and make them ready, so the calls to
+    the hold services are routed to their phones."""
+    for n, agent_id in enumerate(agent_ids):
+        skills = DEMO_AGENT_SKILLS[n % len(DEMO_AGENT_SKILLS)]
+        agent = Agent(agent_id, f"agent {agent_id}", skills, DEMO_AGENT_LANGUAGES)
+        await platform.routing.save_agent(AgentProfile(agent))
+        if (await platform.routing.agent_state(agent_id)).status is AgentStatus.LOGGED_OUT:
+            await platform.routing.change_agent(agent_id, Login())
+        if (await platform.routing.agent_state(agent_id)).status is AgentStatus.NOT_READY:
+            await platform.routing.change_agent(agent_id, Ready())
+
+
 async def run_demo(
     settings: Settings,
     *,
@@ -509,6 +533,7 @@ async def run_demo(
         if problem is None and not stop.is_set():
             try:
                 await traffic.start_agents()
+                await _agents_ready(platform, [agent_id for agent_id, _, _ in traffic.agents])
             except (SandboxError, RuntimeError, OSError) as exc:
                 problem = f"the simulated agents could not start: {exc}"
         if problem is not None:

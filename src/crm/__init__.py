@@ -5,3 +5,6 @@ Roles inside, as in every capability: ``model`` (tables), ``service`` (operation
 classifier), ``handlers`` (the call log writer on the bus), ``api`` (HTTP routes), ``db`` (engines
 and migrations).
 """
+
+# Every table must be on ``crm.model.Base.metadata`` wherever the schema is built or compared.
+from crm import agents as agents

@@ -14,7 +14,7 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Depends, HTTPException, Query, status
 from pydantic import BaseModel, ConfigDict, Field
 
-from crm import service
+from crm import service, voicemail
 from crm.db import SessionMaker
 from crm.service import CallLogRecord
 from cti.auth import Principal, Role, issue_token, token_expiry
@@ -85,8 +85,47 @@ class CustomerOut(BaseModel):
     phones: list[PhoneOut]
 
 
+class VoicemailOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: int
+    call_key: str
+    customer_id: int
+    file_path: str
+    compressed_path: str | None
+    duration_seconds: float
+    created_at: datetime
+    listened: bool
+
+
+class CallbackOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: int
+    call_key: str
+    customer_id: int
+    number_e164: str = Field(examples=["+8613800138000"])
+    requested_at: datetime
+    status: str
+    due: datetime | None
+
+
+class SelfServiceIn(BaseModel):
+    """What the IVR's self-service may say to this customer, by query; ``pin`` guards all of it."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    balance: dict[str, Any] | None = Field(None, examples=[{"amount": "1234.50", "currency": "CNY"}])
+    last_order: dict[str, Any] | None = Field(None, examples=[{"reference": "A1024", "status": "shipped"}])
+    open_ticket: dict[str, Any] | None = None
+    pin: str | None = Field(None, pattern=r"^[0-9]{4,12}$")
+
+
 class CustomerDetailOut(CustomerOut):
     interactions: list[CallLogRecord] = Field(description="the customer's call logs, newest first")
+    voicemails: list[VoicemailOut] = Field(
+        default_factory=list, description="messages the customer left in the IVR, newest first"
+    )
 
 
 class ServiceIn(BaseModel):
@@ -214,8 +253,31 @@ def build_router(
             {
                 **CustomerOut.model_validate(detail.customer).model_dump(),
                 "interactions": list(detail.interactions),
+                "voicemails": [
+                    VoicemailOut.model_validate(v)
+                    for v in await voicemail.voicemails_of(sessionmaker, customer_id, limit=limit)
+                ],
             }
         )
+
+    @router.put("/api/customers/{customer_id}/self-service", status_code=status.HTTP_204_NO_CONTENT)
+    async def put_self_service(customer_id: int, body: SelfServiceIn, _user: Supervisor) -> None:
+        try:
+            await voicemail.set_self_service(sessionmaker, customer_id, body.model_dump(exclude_none=True))
+        except LookupError as exc:
+            raise HTTPException(status.HTTP_404_NOT_FOUND, str(exc)) from exc
+
+    @router.get("/api/callbacks", response_model=list[CallbackOut])
+    async def list_callbacks(
+        _user: Supervisor,
+        status_filter: Annotated[
+            Literal["pending", "done", "failed", "cancelled"] | None, Query(alias="status")
+        ] = None,
+        limit: Limit = service.DEFAULT_LIMIT,
+    ) -> list[CallbackOut]:
+        """Callbacks callers booked in the IVR, oldest first (the order to work them)."""
+        rows = await voicemail.list_callbacks(sessionmaker, status=status_filter, limit=limit)
+        return [CallbackOut.model_validate(r) for r in rows]
 
     @router.post(
         "/api/customers/{customer_id}/phones", response_model=PhoneOut, status_code=status.HTTP_201_CREATED

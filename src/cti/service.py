@@ -21,7 +21,7 @@ from cti.ami import LinkUp, ResyncNeeded
 from cti.bus import Bus
 from cti.callbook import CallBook
 from cti.events import ChannelListed, translate
-from cti.model import CallChange, ChangeKind, Direction, EndReason
+from cti.model import CallChange, CallKey, ChangeKind, Direction, EndReason, IvrRecord, RoutingRequest
 from cti.ports import CallClassifier
 
 log = logging.getLogger("cti.calls")
@@ -179,6 +179,11 @@ class CallService:
                 continue
             self._publish(self.book.classify(call.key, result, self.clock()))
             return
+
+    def record_ivr(self, linkedid: str, ivr: IvrRecord, routing: RoutingRequest | None = None) -> None:
+        """Put what the IVR learned (and what it asks of routing) on the live call ``linkedid``."""
+        key = CallKey(self.book.pbx, linkedid)
+        self._publish(self.book.record_ivr(key, ivr, self.clock(), routing))
 
     async def _tick_forever(self) -> None:
         while True:

@@ -91,6 +91,45 @@ class AuthSettings(BaseModel):
     token_ttl_seconds: int = Field(8 * 3600, gt=0)
 
 
+class IvrSettings(BaseModel):
+    """The IVR: the FastAGI server Asterisk calls, the flow files, and where sounds and voicemails live.
+
+    Asterisk and the platform may see one folder under two names (the sandbox bind-mounts its instance
+    directory at ``/srv/cti`` inside its chroot), so each shared folder has a platform-side path and a
+    PBX-side path. Unset, both default to the sandbox instance's folders.
+    """
+
+    enabled: bool = Field(True, description="run the FastAGI server with `cti serve`")
+    agi_host: str = Field("127.0.0.1", description="where the FastAGI server listens")
+    agi_port: int = Field(4573, ge=1, le=65535)
+    flows_dir: Path | None = Field(None, description="folder of flow YAML files; default: the example flows")
+    recordings_dir: Path | None = Field(None, description="uploaded recordings that flows refer to")
+    sounds_dir: Path | None = Field(None, description="built prompts, as the platform writes them")
+    pbx_sounds_dir: str | None = Field(None, description="the same folder as Asterisk reads it")
+    voicemail_dir: Path | None = Field(None, description="recorded voicemails, as the platform reads them")
+    pbx_voicemail_dir: str | None = Field(None, description="the same folder as Asterisk writes it")
+    build_prompts_on_start: bool = Field(True, description="build missing prompt sounds when serving starts")
+    voicemail_format: str = Field("mp3", pattern=r"^(mp3|ogg)$", description="the console's compressed copy")
+
+
+class RoutingSettings(BaseModel):
+    """Skills-based routing: where its live state is kept and its default timings."""
+
+    redis_url: str | None = Field(
+        None, description="share agents' states and waiting calls through Redis; unset: in this process"
+    )
+    redis_prefix: str = Field("cti:routing", pattern=r"^[A-Za-z0-9:_-]{1,64}$")
+    default_wrap_up_seconds: int = Field(
+        10, ge=0, le=3600, description="after-call work for services without their own routing"
+    )
+    ring_timeout_seconds: float = Field(
+        30.0, gt=0, description="how long an agent's phone rings before the PBX gives up (the dial timeout)"
+    )
+    connect_grace_seconds: float = Field(
+        10.0, gt=0, description="a redirect with no ring at the agent after this long is given up"
+    )
+
+
 class Settings(BaseSettings):
     """Everything the platform can be told. See docs/operations.md for each value."""
 
@@ -105,6 +144,8 @@ class Settings(BaseSettings):
     sandbox: SandboxSettings = Field(default_factory=SandboxSettings)
     http: HttpSettings = Field(default_factory=HttpSettings)
     auth: AuthSettings = Field(default_factory=AuthSettings)
+    routing: RoutingSettings = Field(default_factory=RoutingSettings)
+    ivr: IvrSettings = Field(default_factory=IvrSettings)
 
     @field_validator("default_region")
     @classmethod
@@ -131,6 +172,20 @@ class Settings(BaseSettings):
     def instance_dir(self) -> Path:
         """Where the sandbox instance keeps its rendered config, secrets, spool and logs."""
         return self.sandbox.cache_dir / "instances" / self.sandbox.instance
+
+    def ivr_dirs(self) -> tuple[Path, str, Path, str]:
+        """``(sounds, pbx sounds, voicemail, pbx voicemail)``: the IVR's shared folders on each side,
+        defaulting to the sandbox instance's ``sounds/ivr`` and ``spool/ivr-voicemail``."""
+        ivr, inside = self.ivr, "/srv/cti"
+        sounds = ivr.sounds_dir or self.instance_dir() / "sounds" / "ivr"
+        pbx_sounds = ivr.pbx_sounds_dir or (
+            f"{inside}/sounds/ivr" if ivr.sounds_dir is None else str(ivr.sounds_dir)
+        )
+        voicemail = ivr.voicemail_dir or self.instance_dir() / "spool" / "ivr-voicemail"
+        pbx_voicemail = ivr.pbx_voicemail_dir or (
+            f"{inside}/spool/ivr-voicemail" if ivr.voicemail_dir is None else str(ivr.voicemail_dir)
+        )
+        return sounds, pbx_sounds, voicemail, pbx_voicemail
 
     def effective_ami(self) -> AmiSettings:
         """The AMI settings, with the sandbox instance's generated secret file as the default secret."""

@@ -17,8 +17,10 @@ from typing import Literal
 
 import jinja2
 
-ServiceMode = Literal["hold", "direct"]
-SERVICE_MODES: tuple[ServiceMode, ...] = ("hold", "direct")
+ServiceMode = Literal["hold", "direct", "ivr"]
+SERVICE_MODES: tuple[ServiceMode, ...] = ("hold", "direct", "ivr")
+IvrFallback = Literal["wait", "voicemail"]
+IVR_FALLBACKS: tuple[IvrFallback, ...] = ("wait", "voicemail")
 
 #: The files ``render_pbx_config`` returns, all of them meant for Asterisk's configuration directory.
 CONFIG_FILES: tuple[str, ...] = (
@@ -66,12 +68,16 @@ class Service:
 
     ``hold``: answer, announce the call with user events and play music on hold until the caller hangs
     up or the platform redirects the call. ``direct``: answer and dial one agent's phone (``agent``, by
-    default the first agent).
+    default the first agent). ``ivr``: answer and run the platform's IVR over FastAGI; when the IVR
+    cannot run (the FastAGI server is down, refuses, fails, or ends without saying where the caller
+    goes), the dialplan itself sends the caller to ``fallback``: ``wait`` (hold for an agent, as
+    ``hold``) or ``voicemail`` (a native recording into the PBX's IVR voicemail folder).
     """
 
     dnis: str
     mode: ServiceMode
     agent: str | None = None
+    fallback: IvrFallback = "wait"
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,6 +118,11 @@ class PbxConfigParams:
     verbose: int = 0
     #: Where the platform's permit ACL lets AMI clients in from.
     ami_permit: tuple[str, ...] = field(default=("127.0.0.1/255.255.255.255",))
+    #: The platform's FastAGI server, for ``ivr`` services.
+    agi_host: str = "127.0.0.1"
+    agi_port: int = 4573
+    #: Where a ``voicemail`` fallback records, as Asterisk sees it (the platform files it later).
+    ivr_voicemail_dir: str = "/var/spool/asterisk/ivr-voicemail"
 
 
 def _check_text(name: str, value: str) -> None:
@@ -226,7 +237,16 @@ def validate(params: PbxConfigParams) -> None:
                 )
         elif service.agent is not None:
             raise ValueError(f"services[{i}] ({service.dnis}) is '{service.mode}': it dials no agent")
+        if service.fallback not in IVR_FALLBACKS:
+            raise ValueError(
+                f"services[{i}].fallback must be one of {', '.join(IVR_FALLBACKS)}: {service.fallback!r}"
+            )
     _unique("service DNIS", (s.dnis for s in params.services))
+    _check_ip("agi_host", params.agi_host)
+    _check_port("agi_port", params.agi_port)
+    _check(
+        "ivr_voicemail_dir", params.ivr_voicemail_dir, _PATH, "an absolute path of letters, digits, _ . / -"
+    )
     agent_collisions = agent_ids & {s.dnis for s in params.services}
     if agent_collisions:
         # Not a config error for Asterisk (different contexts), but a confusing plan for people.
@@ -248,7 +268,12 @@ def render_pbx_config(params: PbxConfigParams) -> dict[str, str]:
     validate(params)
     first_agent = params.agents[0].id if params.agents else None
     services = [
-        {"dnis": s.dnis, "mode": s.mode, "agent": s.agent if s.agent is not None else first_agent}
+        {
+            "dnis": s.dnis,
+            "mode": s.mode,
+            "agent": s.agent if s.agent is not None else first_agent,
+            "fallback": s.fallback,
+        }
         for s in params.services
     ]
     context = {"p": params, "services": services}

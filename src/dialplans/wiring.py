@@ -62,4 +62,8 @@ def params_from_settings(
         capture_username=f"{ami.username}-capture",
         capture_secret=capture_secret,
         verbose=verbose,
+        # Asterisk dials the FastAGI server; one listening on every address is reached on loopback.
+        agi_host="127.0.0.1" if settings.ivr.agi_host == "0.0.0.0" else settings.ivr.agi_host,  # noqa: S104
+        agi_port=settings.ivr.agi_port,
+        ivr_voicemail_dir=settings.ivr_dirs()[3],
     )

@@ -139,6 +139,8 @@ def _export(segment: AudioSegment, target: Path) -> float:
     try:
         segment.export(str(tmp), format="wav", parameters=list(_EXPORT_PARAMETERS))
         seconds = _duration(tmp)
+        # mkstemp makes the file private; Asterisk plays it as its own user.
+        os.chmod(tmp, 0o644)
         os.replace(tmp, target)
     finally:
         tmp.unlink(missing_ok=True)

@@ -37,12 +37,15 @@ SIPP = shutil.which("sipp") or "/usr/bin/sipp"
 __all__ = [
     "SCENARIOS",
     "SIPP",
+    "VOICE",
     "Caller",
     "SippProcess",
     "SippResult",
     "call",
+    "call_with_keys",
     "caller_scenario",
     "free_udp_port",
+    "key_caller_scenario",
     "start_agent_phone",
     "start_callers",
     "start_ringing_phone",
@@ -301,6 +304,79 @@ async def call(
         return await proc.wait(timeout)
     except TimeoutError:
         return await proc.stop()
+
+
+#: RFC 4733 digit recordings SIPp ships, one per key.
+DTMF_PCAPS = Path("/usr/share/sip-tester")
+_PCAP_KEYS = {**{d: d for d in "0123456789"}, "*": "star", "#": "pound"}
+
+
+#: In a key caller's keys, this "key" is 7 s of the caller speaking (A-law), for a voicemail.
+VOICE = "voice"
+
+
+def _key_pcap(key: str, order: int, workdir: Path) -> Path:
+    """SIPp's recording of ``key``, renumbered to come after the keys before it.
+
+    SIPp's digit recordings carry fixed RTP timestamps (``0`` is older than ``2``, say), and Asterisk
+    drops an RFC 4733 event older than the last one it ended: played as shipped, a ``0`` after a ``2``
+    is never heard. Each key of a call gets a copy whose timestamps and sequence numbers rise with
+    ``order`` (the pcap's own layout: Ethernet, IPv4, UDP, then the RTP header).
+    """
+    data = bytearray((DTMF_PCAPS / f"dtmf_2833_{_PCAP_KEYS[key]}.pcap").read_bytes())
+    offset = 24  # the pcap file header
+    while offset + 16 <= len(data):
+        captured = int.from_bytes(data[offset + 8 : offset + 12], "little")
+        rtp = offset + 16 + 14 + 20 + 8
+        if captured >= 14 + 20 + 8 + 12:
+            seq = (1000 + order * 100 + int.from_bytes(data[rtp + 2 : rtp + 4], "big") % 100) & 0xFFFF
+            data[rtp + 2 : rtp + 4] = seq.to_bytes(2, "big")
+            data[rtp + 4 : rtp + 8] = (100_000 + order * 16_000).to_bytes(4, "big")
+        offset += 16 + captured
+    path = workdir / f"key-{order:02d}-{_PCAP_KEYS[key]}.pcap"
+    path.write_bytes(bytes(data))
+    return path
+
+
+def key_caller_scenario(
+    names: Sequence[str], keys: Sequence[tuple[int, str]], hold_ms: int, workdir: Path
+) -> str:
+    """The ``uac_keys.xml`` caller for ``names`` pressing ``keys`` (``(pause_ms, key)`` pairs: wait,
+    then press; the key ``VOICE`` speaks instead), then holding up to ``hold_ms`` for the PBX to hang
+    up before hanging up itself. The keys' recordings are written into ``workdir``."""
+    steps = []
+    for order, (pause_ms, key) in enumerate(keys):
+        if (key not in _PCAP_KEYS and key != VOICE) or pause_ms < 0:
+            raise ValueError(f"a key must be one of 0-9 * # (or {VOICE!r}) after a pause >= 0: {key!r}")
+        pcap = DTMF_PCAPS / "g711a.pcap" if key == VOICE else _key_pcap(key, order, workdir)
+        steps.append(f'  <pause milliseconds="{int(pause_ms)}"/>')
+        steps.append(f'  <nop><action><exec play_pcap_audio="{pcap}"/></action></nop>')
+    text = caller_scenario("uac_keys.xml", names)
+    return text.replace("  <!-- KEYS -->", "\n".join(steps)).replace("[hold_ms]", str(int(hold_ms)))
+
+
+async def call_with_keys(
+    *,
+    pbx_port: int,
+    dnis: str,
+    caller: Caller,
+    keys: Sequence[tuple[int, str]],
+    port: int,
+    media_port: int,
+    hold_ms: int = 10_000,
+) -> SippProcess:
+    """Start one caller who presses ``keys`` (``(pause_ms, key)``: a pause, then the key) and then
+    stays up to ``hold_ms`` on the line. ``wait()`` on the result for its end."""
+    if not dnis.isdigit():
+        raise ValueError(f"the DNIS must be digits: {dnis!r}")
+    workdir = Path(tempfile.mkdtemp(prefix="sipp-keys-"))
+    inf = workdir / "callers.csv"
+    inf.write_text(f"SEQUENTIAL\n{caller.number};0;\n", encoding="utf-8")
+    scenario = workdir / "uac_keys.xml"
+    scenario.write_text(key_caller_scenario([caller.name], keys, hold_ms, workdir), encoding="utf-8")
+    argv = [*_common(scenario, port, media_port), f"127.0.0.1:{pbx_port}", "-s", dnis, "-inf", str(inf)]
+    argv += ["-m", "1"]
+    return await _spawn(argv, workdir)
 
 
 async def _start_phone(scenario: str, extra: list[str], port: int, media_port: int) -> SippProcess:

@@ -313,3 +313,48 @@ def test_wiring_from_settings_matches_the_settings() -> None:
     assert p.services == (Service("8000", "hold"),)
     assert p.capture_user and p.capture_username == "cti-capture"
     assert "[cti-capture]" in render_pbx_config(p)["manager.conf"]
+
+
+def test_ivr_service_runs_fastagi_and_falls_back_without_it() -> None:
+    ivr = (Service("8002", "ivr"), Service("8003", "ivr", fallback="voicemail"))
+    text = render_pbx_config(params(services=ivr, agi_port=14773))["extensions.conf"]
+    lines = [value for name, settings in parse(text) if name == "from-trunk" for _, value in settings]
+    first = lines.index("8002,1,UserEvent(CallArrived,DNIS: ${EXTEN},Direction: inbound,Mode: ivr)")
+    assert lines[first + 1 : first + 11] == [
+        "n,Answer()",
+        "n,UserEvent(CallPhase,Phase: in_ivr)",
+        "n,Set(CTI_IVR_NEXT=)",
+        "n,AGI(agi://127.0.0.1:14773/ivr)",
+        'n,GotoIf($["${AGISTATUS}" = "HANGUP"]?gone)',
+        'n,GotoIf($["${CTI_IVR_NEXT}" = "hangup"]?gone)',
+        'n,GotoIf($["${CTI_IVR_NEXT}" = "wait"]?cti-wait,s,1)',
+        "n,UserEvent(IvrFallback,DNIS: ${EXTEN},Status: ${AGISTATUS})",
+        "n,Goto(cti-ivr-fallback,wait,1)",
+        "n(gone),Hangup()",
+    ]
+    assert "n,Goto(cti-ivr-fallback,voicemail,1)" in lines
+    fallback = section(text, "cti-ivr-fallback")
+    assert fallback["exten"] == ["wait,1,Goto(cti-wait,s,1)", "voicemail,1,Playback(vm-intro)"]
+    assert "n,Record(/var/spool/asterisk/ivr-voicemail/fallback-${UNIQUEID}.wav,3,180,k)" in fallback["same"]
+
+
+@pytest.mark.parametrize(
+    ("changes", "field"),
+    [
+        ({"agi_host": "localhost"}, "agi_host"),
+        ({"agi_port": 0}, "agi_port"),
+        ({"ivr_voicemail_dir": "/tmp/a;b"}, "ivr_voicemail_dir"),
+        ({"services": (Service("8002", "ivr", fallback="queue"),)}, "fallback"),  # type: ignore[arg-type]
+        ({"services": (Service("8002", "ivr", agent="1001"),)}, "dials no agent"),
+    ],
+)
+def test_unsafe_ivr_values_are_refused(changes: dict[str, Any], field: str) -> None:
+    with pytest.raises(ValueError, match=field):
+        render_pbx_config(params(**changes))
+
+
+def test_wiring_passes_the_fastagi_address_and_the_voicemail_folder() -> None:
+    settings = Settings(ivr={"agi_host": "0.0.0.0", "agi_port": 14999})
+    p = params_from_settings(settings, dirs=dataclasses.asdict(DIRS), ami_secret=SECRET, services=[])
+    assert (p.agi_host, p.agi_port) == ("127.0.0.1", 14999)
+    assert p.ivr_voicemail_dir == "/srv/cti/spool/ivr-voicemail"

@@ -29,7 +29,16 @@ from sandbox import Sandbox, SandboxStatus
 #: The test instance's services: one of each mode.
 HOLD_DNIS = "8000"
 DIRECT_DNIS = "8001"
-TEST_SERVICES: tuple[Service, ...] = (Service(HOLD_DNIS, "hold"), Service(DIRECT_DNIS, "direct"))
+IVR_DNIS = "8002"  # runs the IVR over FastAGI (tests/data/ivr/desk.yaml)
+IVR_NO_FLOW_DNIS = "8003"  # an IVR service no flow serves: the dialplan's fallback takes it
+IVR_CLOSED_DNIS = "8004"  # an IVR whose flow is always closed (tests/data/ivr/closed.yaml)
+TEST_SERVICES: tuple[Service, ...] = (
+    Service(HOLD_DNIS, "hold"),
+    Service(DIRECT_DNIS, "direct"),
+    Service(IVR_DNIS, "ivr"),
+    Service(IVR_NO_FLOW_DNIS, "ivr"),
+    Service(IVR_CLOSED_DNIS, "ivr"),
+)
 
 # Two test sessions can run side by side on one machine when the second sets CTI_TEST_INSTANCE and
 # CTI_TEST_PORT_OFFSET (a multiple of 100): its PBX, agents' phones, RTP and SIPp ports all move.
@@ -44,6 +53,8 @@ TEST_PORTS = {
 }
 #: The first of the ports this session's SIPp processes may use (each test module takes its own slice).
 SIPP_PORT_BASE = 42000 + 20 * PORT_OFFSET
+#: The FastAGI port the test instance's dialplan calls for IVR services.
+IVR_AGI_PORT = 14573 + PORT_OFFSET
 
 
 def sandbox_test_settings(base: Settings | None = None, *, instance: str = TEST_INSTANCE) -> Settings:
@@ -65,7 +76,8 @@ def sandbox_test_settings(base: Settings | None = None, *, instance: str = TEST_
     ami = base.ami.model_copy(
         update={"host": "127.0.0.1", "port": TEST_PORTS["ami"], "secret": None, "secret_file": None}
     )
-    return base.model_copy(update={"sandbox": sandbox, "ami": ami})
+    ivr = base.ivr.model_copy(update={"agi_host": "127.0.0.1", "agi_port": IVR_AGI_PORT})
+    return base.model_copy(update={"sandbox": sandbox, "ami": ami, "ivr": ivr})
 
 
 def render_for(
