@@ -113,8 +113,11 @@ class AgiChannel:
         return chr(reply.code) if reply.code > 0 else ""
 
     async def wait_for_digit(self, timeout_ms: int) -> str:
-        # Asterisk's usage is a whole number of milliseconds; "3000.0" is a syntax error (520).
-        reply = await self.command("WAIT FOR DIGIT", str(int(timeout_ms)))
+        try:
+            reply = await self.command("WAIT FOR DIGIT", str(int(timeout_ms)))
+        except CommandFailed as exc:
+            # WAIT FOR DIGIT answers -1 only when the channel is going away: the caller left.
+            raise ChannelGone("hung up while the IVR waited for a key") from exc
         return chr(reply.code) if reply.code > 0 else ""
 
     async def say(self, kind: str, value: str, escape: str = "") -> None:
