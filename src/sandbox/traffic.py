@@ -256,8 +256,8 @@ async def start_callers(
 ) -> SippProcess:
     """Place ``calls`` calls (default: one per caller; callers are used in turn) to ``dnis``.
 
-    With ``hangup_after_ms`` each caller hangs up after that long on the line; without, each waits
-    (up to 120 s) until the PBX hangs up. ``rate`` is new calls per second, ``limit`` the most calls
+    With ``hangup_after_ms`` each caller hangs up after that long on the line (or earlier, when the
+    PBX ends the call first); without, each waits (up to 120 s) until the PBX hangs up. ``rate`` is new calls per second, ``limit`` the most calls
     at once.
     """
     if not callers:
@@ -272,7 +272,11 @@ async def start_callers(
     inf.write_text("\n".join(lines) + "\n", encoding="utf-8")
     template = "uac_hangup.xml" if hangup_after_ms is not None else "uac_wait.xml"
     scenario = workdir / template
-    scenario.write_text(caller_scenario(template, names), encoding="utf-8")
+    text = caller_scenario(template, names)
+    if hangup_after_ms is not None:
+        # SIPp takes no variable in a receive's timeout: the scenario is written for this run.
+        text = text.replace("[hangup_ms]", str(int(hangup_after_ms)))
+    scenario.write_text(text, encoding="utf-8")
     count = calls if calls is not None else len(callers)
     argv = [*_common(scenario, port, media_port), f"127.0.0.1:{pbx_port}", "-s", dnis, "-inf", str(inf)]
     argv += ["-m", str(count), "-r", str(rate), "-rp", "1000", "-l", str(limit)]
