@@ -257,8 +257,8 @@ async def start_callers(
     """Place ``calls`` calls (default: one per caller; callers are used in turn) to ``dnis``.
 
     With ``hangup_after_ms`` each caller hangs up after that long on the line (or earlier, when the
-    PBX ends the call first); without, each waits (up to 120 s) until the PBX hangs up. ``rate`` is new calls per second, ``limit`` the most calls
-    at once.
+    PBX ends the call first); without, each waits (up to 120 s) until the PBX hangs up. ``rate`` is
+    new calls per second, ``limit`` the most calls at once.
     """
     if not callers:
         raise ValueError("no callers")
