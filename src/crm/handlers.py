@@ -41,14 +41,14 @@ from sqlalchemy.exc import DataError, IntegrityError
 
 from crm.db import SessionMaker
 from crm.model import CallLog
-from cti.bus import Bus, Subscription
+from cti.bus import CALL_STATE_MESSAGES, Bus, Subscription, subscribe_to_calls
 from cti.codec import snapshot_from_dict, snapshot_to_dict
 from cti.model import CallChange, CallKey, CallPhase, CallSnapshot, ChangeKind, LiveCallsResynced
 from cti.phone import normalize
 
 log = logging.getLogger(__name__)
 
-MESSAGE_TYPES: Final = (CallChange, LiveCallsResynced)
+MESSAGE_TYPES: Final = CALL_STATE_MESSAGES
 
 # Fields that only ever become known during a call: a snapshot lacking one does not erase it.
 _STICKY: Final = (
@@ -71,14 +71,9 @@ _ENDED: Final = CallPhase.ENDED.value
 _TABLE: Final = cast(Table, CallLog.__table__)
 
 
-def coalesce_key(message: object) -> Hashable | None:
-    """The bus coalescing key for this writer's subscription: one pending snapshot per call."""
-    return message.call.key if isinstance(message, CallChange) else None
-
-
 def subscribe(bus: Bus, name: str = "crm.call_log", maxsize: int = 100_000) -> Subscription:
     """The subscription ``CallLogWriter`` expects: call changes coalesced per call, resyncs in order."""
-    return bus.subscribe(name, MESSAGE_TYPES, maxsize=maxsize, coalesce=coalesce_key)
+    return subscribe_to_calls(bus, name, maxsize=maxsize)
 
 
 def supersedes(current: CallSnapshot, incoming: CallSnapshot) -> bool:

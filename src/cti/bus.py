@@ -17,6 +17,8 @@ from collections import OrderedDict
 from collections.abc import Callable, Hashable
 from typing import Any
 
+from cti.model import CallChange, LiveCallsResynced
+
 
 class Subscription:
     """One subscriber's mailbox. Iterate with ``await sub.get()`` or ``async for``."""
@@ -104,3 +106,18 @@ class Bus:
 
     def stats(self) -> dict[str, dict[str, int]]:
         return {s.name: {"pending": s.pending(), "dropped": s.dropped} for _, s in self._subs}
+
+
+CALL_STATE_MESSAGES: tuple[type, ...] = (CallChange, LiveCallsResynced)
+
+
+def by_call(message: object) -> Hashable | None:
+    """The coalescing key of call-state mailboxes: one pending snapshot per call; resyncs keep order."""
+    return message.call.key if isinstance(message, CallChange) else None
+
+
+def subscribe_to_calls(bus: Bus, name: str, *, maxsize: int = 100_000) -> Subscription:
+    """A mailbox of call changes, coalesced per call (a slow consumer sees each call's newest state
+    and never loses a call), and of resyncs in order. Subscribe before the call service runs, so no
+    call published earlier is missed."""
+    return bus.subscribe(name, CALL_STATE_MESSAGES, maxsize=maxsize, coalesce=by_call)

@@ -6,20 +6,11 @@ history still shows a ring it did not see live), resyncs keep their order.
 
 from __future__ import annotations
 
-from collections.abc import Hashable
-from typing import Any
+from cti.bus import CALL_STATE_MESSAGES, Bus, Subscription, subscribe_to_calls
 
-from cti.bus import Bus, Subscription
-from cti.model import CallChange, LiveCallsResynced
-
-MESSAGE_TYPES: tuple[type, ...] = (CallChange, LiveCallsResynced)
-
-
-def coalesce_key(message: Any) -> Hashable | None:
-    return message.call.key if isinstance(message, CallChange) else None
+MESSAGE_TYPES: tuple[type, ...] = CALL_STATE_MESSAGES
 
 
 def subscribe(bus: Bus, name: str = "routing", maxsize: int = 100_000) -> Subscription:
-    """The subscription ``RoutingService`` expects. Subscribe before the call service runs, so that
-    no call published earlier is missed."""
-    return bus.subscribe(name, MESSAGE_TYPES, maxsize=maxsize, coalesce=coalesce_key)
+    """The subscription ``RoutingService`` expects (see ``cti.bus.subscribe_to_calls``)."""
+    return subscribe_to_calls(bus, name, maxsize=maxsize)
