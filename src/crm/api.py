@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from crm import service, voicemail
 from crm.db import SessionMaker
 from crm.service import CallLogRecord
+from crm.voicemail import CallbackRecord, VoicemailRecord
 from cti.auth import Principal, Role, issue_token, token_expiry
 from cti.http import AuthDeps
 from cti.settings import Settings
@@ -85,31 +86,6 @@ class CustomerOut(BaseModel):
     phones: list[PhoneOut]
 
 
-class VoicemailOut(BaseModel):
-    model_config = ConfigDict(from_attributes=True)
-
-    id: int
-    call_key: str
-    customer_id: int
-    file_path: str
-    compressed_path: str | None
-    duration_seconds: float
-    created_at: datetime
-    listened: bool
-
-
-class CallbackOut(BaseModel):
-    model_config = ConfigDict(from_attributes=True)
-
-    id: int
-    call_key: str
-    customer_id: int
-    number_e164: str = Field(examples=["+8613800138000"])
-    requested_at: datetime
-    status: str
-    due: datetime | None
-
-
 class SelfServiceIn(BaseModel):
     """What the IVR's self-service may say to this customer, by query; ``pin`` guards all of it."""
 
@@ -123,7 +99,7 @@ class SelfServiceIn(BaseModel):
 
 class CustomerDetailOut(CustomerOut):
     interactions: list[CallLogRecord] = Field(description="the customer's call logs, newest first")
-    voicemails: list[VoicemailOut] = Field(
+    voicemails: list[VoicemailRecord] = Field(
         default_factory=list, description="messages the customer left in the IVR, newest first"
     )
 
@@ -253,10 +229,7 @@ def build_router(
             {
                 **CustomerOut.model_validate(detail.customer).model_dump(),
                 "interactions": list(detail.interactions),
-                "voicemails": [
-                    VoicemailOut.model_validate(v)
-                    for v in await voicemail.voicemails_of(sessionmaker, customer_id, limit=limit)
-                ],
+                "voicemails": await voicemail.voicemails_of(sessionmaker, customer_id, limit=limit),
             }
         )
 
@@ -267,17 +240,16 @@ def build_router(
         except LookupError as exc:
             raise HTTPException(status.HTTP_404_NOT_FOUND, str(exc)) from exc
 
-    @router.get("/api/callbacks", response_model=list[CallbackOut])
+    @router.get("/api/callbacks", response_model=list[CallbackRecord])
     async def list_callbacks(
         _user: Supervisor,
         status_filter: Annotated[
             Literal["pending", "done", "failed", "cancelled"] | None, Query(alias="status")
         ] = None,
         limit: Limit = service.DEFAULT_LIMIT,
-    ) -> list[CallbackOut]:
+    ) -> list[CallbackRecord]:
         """Callbacks callers booked in the IVR, oldest first (the order to work them)."""
-        rows = await voicemail.list_callbacks(sessionmaker, status=status_filter, limit=limit)
-        return [CallbackOut.model_validate(r) for r in rows]
+        return await voicemail.list_callbacks(sessionmaker, status=status_filter, limit=limit)
 
     @router.post(
         "/api/customers/{customer_id}/phones", response_model=PhoneOut, status_code=status.HTTP_201_CREATED
