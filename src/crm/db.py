@@ -80,13 +80,17 @@ def alembic_config(url: str) -> Config:
     return config
 
 
-def migrate(url: str, revision: str = "head") -> None:
-    """Bring the schema at ``url`` to ``revision``. Blocking; must not run inside an event loop."""
+def migrate(url: str, revision: str = "heads") -> None:
+    """Bring the schema at ``url`` to ``revision``. Blocking; must not run inside an event loop.
+
+    The default is every head: capabilities add their tables in migrations that branch from a common
+    revision and are joined by a merge revision, so work on two capabilities never has to renumber.
+    """
     if is_sqlite(url):
         _ensure_sqlite_dir(url)
     command.upgrade(alembic_config(url), revision)
 
 
-async def migrate_async(url: str, revision: str = "head") -> None:
+async def migrate_async(url: str, revision: str = "heads") -> None:
     """``migrate`` from async code (in a worker thread, because Alembic runs its own event loop)."""
     await asyncio.to_thread(migrate, url, revision)
