@@ -140,4 +140,5 @@ def build_routing(
         default_wrap_up_seconds=r.default_wrap_up_seconds,
         ring_timeout_seconds=r.ring_timeout_seconds,
         connect_grace_seconds=r.connect_grace_seconds,
+        on_offer=bus.publish,
     )

@@ -172,6 +172,27 @@ class CallChange:
 
 
 @dataclass(frozen=True, slots=True)
+class AgentOffered:
+    """Routing chose ``agent_id`` for ``call`` and is about to ring their phone.
+
+    Published before the PBX is asked to ring the agent, so a console can show the customer's
+    record before the phone rings. ``rule`` names the rule that chose; ``candidates`` are the
+    agents weighed, best first, as ``(agent_id, skill_score, idle_seconds)``; ``relaxed`` says
+    whether the call's skill needs had been widened by its wait.
+    """
+
+    call: CallSnapshot
+    agent_id: str
+    service: str
+    rule: str
+    waited_seconds: float
+    candidates: tuple[tuple[str, int, float], ...]
+    candidates_total: int
+    relaxed: bool
+    at: datetime
+
+
+@dataclass(frozen=True, slots=True)
 class LiveCallsResynced:
     """Published after every resync: the calls Asterisk has right now on ``pbx``.
 

@@ -37,7 +37,16 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 
 from cti.bus import Subscription
-from cti.model import CallChange, CallKey, CallPhase, CallSnapshot, ChangeKind, Direction, LiveCallsResynced
+from cti.model import (
+    AgentOffered,
+    CallChange,
+    CallKey,
+    CallPhase,
+    CallSnapshot,
+    ChangeKind,
+    Direction,
+    LiveCallsResynced,
+)
 from cti.ports import ActionFailed, ActionOutcomeUnknown, ActionSink, LinkDown
 from routing.directory import AgentProfile, RoutingDirectory, ServiceConfig, UnknownAgent
 from routing.model import (
@@ -177,6 +186,7 @@ class RoutingService:
         retry_seconds: float = 2.0,
         priority_rules: PriorityRules | None = None,
         agents_context: str = AGENTS_CONTEXT,
+        on_offer: Callable[[AgentOffered], None] | None = None,
     ) -> None:
         self.live = live
         self.actions = actions
@@ -189,6 +199,7 @@ class RoutingService:
         self.retry = timedelta(seconds=retry_seconds)
         self.rules = priority_rules or PriorityRules()
         self.agents_context = agents_context
+        self.on_offer = on_offer  # told before the agent's phone is rung (screen-pops); must not block
         self.board = RoutingBoard()
         self.health = RoutingHealth()
         self.loaded = asyncio.Event()
@@ -523,6 +534,22 @@ class RoutingService:
         self._board_agent(self._profiles[agent_id], state)
         conn = Connection(agent_id, call.service, by_routing=True, call=call, sent_at=now)
         self._connections[key] = conn
+        if self.on_offer is not None:
+            self.on_offer(
+                AgentOffered(
+                    call=snap,
+                    agent_id=agent_id,
+                    service=call.service,
+                    rule=decision.rule,
+                    waited_seconds=decision.waited_seconds,
+                    candidates=tuple(
+                        (c.agent_id, c.skill_score, c.idle_seconds) for c in decision.candidates
+                    ),
+                    candidates_total=decision.candidates_total,
+                    relaxed=decision.relaxed.level > 0,
+                    at=now,
+                )
+            )
         try:
             headers = redirect_headers(snap.anchor_channel, agent_id, self.agents_context)
             await self.actions.send("Redirect", headers)

@@ -14,6 +14,7 @@ import pytest
 
 from cti.bus import Bus
 from cti.model import (
+    AgentOffered,
     CallChange,
     CallClassification,
     CallKey,
@@ -369,3 +370,16 @@ async def test_an_unsafe_channel_name_is_never_sent(h: Harness) -> None:
     await h.feed(h.call(1, anchor_channel="PJSIP/a\r\nAction: Originate"))
     assert h.sink.sent == []
     assert await h.state("1001") is AgentStatus.READY
+
+
+async def test_the_offer_is_published_before_the_agents_phone_is_rung(h: Harness) -> None:
+    seen: list[tuple[AgentOffered, int]] = []
+    h.service.on_offer = lambda offer: seen.append((offer, len(h.sink.sent)))
+    await ready(h, "1001", "1002")
+    await h.feed(h.call(1, tier="gold"))
+    ((offer, actions_before),) = seen
+    assert actions_before == 0  # the console hears of the call before the Redirect goes out
+    assert offer.agent_id == "1001" and offer.service == "support"
+    assert offer.call.key == CallKey("pbx1", "100.1") and offer.call.caller_name == "张伟"
+    assert offer.rule.startswith("best_skill") and not offer.relaxed
+    assert [c[0] for c in offer.candidates] == ["1001", "1002"] and offer.candidates_total == 2
