@@ -17,8 +17,8 @@ from typing import Literal
 
 import jinja2
 
-ServiceMode = Literal["hold", "direct", "ivr"]
-SERVICE_MODES: tuple[ServiceMode, ...] = ("hold", "direct", "ivr")
+ServiceMode = Literal["hold", "direct", "ivr", "queue"]
+SERVICE_MODES: tuple[ServiceMode, ...] = ("hold", "direct", "ivr", "queue")
 IvrFallback = Literal["wait", "voicemail"]
 IVR_FALLBACKS: tuple[IvrFallback, ...] = ("wait", "voicemail")
 
@@ -51,6 +51,9 @@ _PATH = re.compile(r"^/[A-Za-z0-9_./-]*$")
 # Printable ASCII without space, ';' (comment), ',' and '"' (list and quoting trouble in some parsers).
 _SECRET = re.compile(r"^[!#-+\--:<-~]{8,128}$")
 _FORBIDDEN = ("\r", "\n", "\0")
+# A queues.conf setting: a lowercase option name and a plain value (no list or comment characters).
+_QUEUE_OPTION = re.compile(r"^[a-z][a-z0-9_-]{0,31}$")
+_QUEUE_VALUE = re.compile(r"^[A-Za-z0-9_.-]{1,32}$")
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,12 +75,17 @@ class Service:
     cannot run (the FastAGI server is down, refuses, fails, or ends without saying where the caller
     goes), the dialplan itself sends the caller to ``fallback``: ``wait`` (hold for an agent, as
     ``hold``) or ``voicemail`` (a native recording into the PBX's IVR voicemail folder).
+    ``queue``: answer and wait in Asterisk's own ``Queue()`` (queue ``cti-q<dnis>``), every agent's
+    phone a member; the platform does not route these calls. It exists as the benchmark peer of the
+    platform's routing: Asterisk's defaults, except ``ringinuse = no`` (an agent takes one call at a
+    time, as with the platform), plus ``queue_settings`` (name, value) pairs when a benchmark tunes it.
     """
 
     dnis: str
     mode: ServiceMode
     agent: str | None = None
     fallback: IvrFallback = "wait"
+    queue_settings: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -237,6 +245,15 @@ def validate(params: PbxConfigParams) -> None:
                 )
         elif service.agent is not None:
             raise ValueError(f"services[{i}] ({service.dnis}) is '{service.mode}': it dials no agent")
+        if service.queue_settings and service.mode != "queue":
+            raise ValueError(f"services[{i}] ({service.dnis}) is '{service.mode}': it has no queue settings")
+        for name, value in service.queue_settings:
+            _check(f"services[{i}].queue_settings name", name, _QUEUE_OPTION, "a lowercase option name")
+            if name == "member":
+                raise ValueError(f"services[{i}].queue_settings: the members are the agents' phones")
+            _check(f"services[{i}].queue_settings value", value, _QUEUE_VALUE, "letters, digits, _ . -")
+        if service.mode == "queue" and not params.agents:
+            raise ValueError(f"services[{i}] ({service.dnis}) is 'queue' but there are no agents")
         if service.fallback not in IVR_FALLBACKS:
             raise ValueError(
                 f"services[{i}].fallback must be one of {', '.join(IVR_FALLBACKS)}: {service.fallback!r}"
@@ -273,6 +290,7 @@ def render_pbx_config(params: PbxConfigParams) -> dict[str, str]:
             "mode": s.mode,
             "agent": s.agent if s.agent is not None else first_agent,
             "fallback": s.fallback,
+            "queue_settings": s.queue_settings,
         }
         for s in params.services
     ]

@@ -395,12 +395,33 @@ async def _start_phone(scenario: str, extra: list[str], port: int, media_port: i
 
 
 async def start_agent_phone(
-    *, port: int, media_port: int, talk_ms: int = 2000, calls: int | None = None
+    *,
+    port: int,
+    media_port: int,
+    talk_ms: int = 2000,
+    calls: int | None = None,
+    exponential_talk: bool = False,
 ) -> SippProcess:
     """An agent's auto-answering phone listening on 127.0.0.1:``port``: rings 200 ms, answers, talks
-    ``talk_ms``, hangs up. Runs until ``calls`` calls are done, or until stopped."""
+    ``talk_ms``, hangs up. Runs until ``calls`` calls are done, or until stopped.
+
+    With ``exponential_talk`` each call's talk time is drawn by SIPp from an exponential distribution
+    of mean ``talk_ms`` (the service times queueing formulas such as Erlang C assume)."""
     extra = ["-d", str(talk_ms)] + (["-m", str(calls)] if calls is not None else [])
-    return await _start_phone("uas_agent.xml", extra, port, media_port)
+    if not exponential_talk:
+        return await _start_phone("uas_agent.xml", extra, port, media_port)
+    text = (SCENARIOS / "uas_agent.xml").read_text(encoding="utf-8")
+    if "<pause/>" not in text:
+        raise RuntimeError("uas_agent.xml no longer has the talk pause this variant replaces")
+    text = text.replace("<pause/>", f'<pause distribution="exponential" mean="{int(talk_ms)}"/>')
+    fd, name = tempfile.mkstemp(prefix="sipp-uas-exp-", suffix=".xml")
+    with os.fdopen(fd, "w", encoding="utf-8") as out:
+        out.write(text)
+    try:
+        # An absolute path joined to SCENARIOS stays itself; SIPp has read it once it has started.
+        return await _start_phone(name, extra, port, media_port)
+    finally:
+        os.unlink(name)
 
 
 async def start_ringing_phone(*, port: int, media_port: int, calls: int | None = None) -> SippProcess:

@@ -252,7 +252,7 @@ BAD: list[tuple[str, dict[str, Any], str]] = [
     ("DNIS with a comma", {"services": (Service("8000,1", "hold"),)}, "dnis"),
     ("DNIS with LF", {"services": (Service("8000\n", "hold"),)}, "dnis"),
     ("empty DNIS", {"services": (Service("", "hold"),)}, "dnis"),
-    ("unknown mode", {"services": (Service("8000", "queue"),)}, "mode"),  # type: ignore[arg-type]
+    ("unknown mode", {"services": (Service("8000", "conference"),)}, "mode"),  # type: ignore[arg-type]
     ("duplicate DNIS", {"services": (Service("8000", "hold"), Service("8000", "direct"))}, "DNIS"),
     ("direct without agents", {"agents": (), "services": (Service("8001", "direct"),)}, "no agents"),
     ("direct to a stranger", {"services": (Service("8001", "direct", agent="9999"),)}, "not among"),
