@@ -131,6 +131,10 @@ class PbxConfigParams:
     agi_port: int = 4573
     #: Where a ``voicemail`` fallback records, as Asterisk sees it (the platform files it later).
     ivr_voicemail_dir: str = "/var/spool/asterisk/ivr-voicemail"
+    #: The phone that stands for outside numbers (transfers out of the centre): the PJSIP endpoint
+    #: ``outside`` at this address; ``None`` renders no such endpoint (outside transfers are refused).
+    outside_port: int | None = None
+    outside_host: str = "127.0.0.1"
 
 
 def _check_text(name: str, value: str) -> None:
@@ -264,6 +268,11 @@ def validate(params: PbxConfigParams) -> None:
     _check(
         "ivr_voicemail_dir", params.ivr_voicemail_dir, _PATH, "an absolute path of letters, digits, _ . / -"
     )
+    if params.outside_port is not None:
+        _check_port("outside_port", params.outside_port)
+        _check_ip("outside_host", params.outside_host)
+        if (params.outside_host, params.outside_port) in {(a.host, a.port) for a in params.agents}:
+            raise ValueError(f"outside_port {params.outside_port} is an agent's phone port")
     agent_collisions = agent_ids & {s.dnis for s in params.services}
     if agent_collisions:
         # Not a config error for Asterisk (different contexts), but a confusing plan for people.

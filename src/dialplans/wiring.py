@@ -66,4 +66,8 @@ def params_from_settings(
         agi_host="127.0.0.1" if settings.ivr.agi_host == "0.0.0.0" else settings.ivr.agi_host,  # noqa: S104
         agi_port=settings.ivr.agi_port,
         ivr_voicemail_dir=settings.ivr_dirs()[3],
+        # The agents' phones ring as long as routing expects them to (its ring-no-answer timing).
+        dial_timeout=max(1, round(settings.routing.ring_timeout_seconds)),
+        outside_port=sb.outside_port,
+        outside_host=sb.sip_host,
     )

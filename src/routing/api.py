@@ -17,6 +17,17 @@ from pydantic import BaseModel, Field
 
 from cti.auth import Principal, Role
 from cti.http import AuthDeps
+from routing.calls import (
+    CallControlError,
+    ControlResult,
+    InvalidTarget,
+    NoCall,
+    NotSent,
+    OutcomeUnknown,
+    Refused,
+    TargetKind,
+    TransferMode,
+)
 from routing.directory import AgentProfile, InvalidConfig, UnknownAgent, UnknownService
 from routing.model import (
     MAX_LEVEL,
@@ -301,8 +312,123 @@ def _own(user: Principal, agent_id: str) -> None:
 StateAction = Literal["login", "ready", "not-ready", "logout", "wrap-up-done"]
 
 
+class TransferTargetIn(BaseModel):
+    """Exactly one of ``agent`` (an agent id), ``service`` (a service's DNIS or name) or ``number``
+    (an outside number in E.164)."""
+
+    agent: str | None = Field(None, pattern=r"^[0-9]{1,32}$", examples=["1002"])
+    service: str | None = Field(None, pattern=r"^[A-Za-z0-9_.-]{1,64}$", examples=["8001"])
+    number: str | None = Field(None, pattern=r"^\+[0-9]{6,20}$", examples=["+8613800138000"])
+
+    def kind_and_value(self) -> tuple[TargetKind, str]:
+        given = [(k, v) for k, v in self.model_dump().items() if v is not None]
+        if len(given) != 1:
+            raise InvalidTarget("give exactly one of agent, service or number")
+        kind, value = given[0]
+        return TargetKind(kind), value
+
+
+class TransferIn(BaseModel):
+    mode: TransferMode
+    to: TransferTargetIn
+
+
+class CallControlOut(BaseModel):
+    call: str
+    agent_id: str
+    state: str
+    target: dict[str, str] | None = None
+
+
+def control_out(result: ControlResult) -> CallControlOut:
+    target = {result.target.kind.value: result.target.value} if result.target else None
+    return CallControlOut(call=str(result.call), agent_id=result.agent_id, state=result.state, target=target)
+
+
+@contextmanager
+def _control_errors() -> Iterator[None]:
+    try:
+        yield
+    except InvalidTarget as exc:
+        detail = [{"loc": ["body", "to"], "msg": str(exc), "type": "value_error"}]
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, detail=detail) from exc
+    except (NoCall, Refused) as exc:
+        raise HTTPException(status.HTTP_409_CONFLICT, detail=str(exc)) from exc
+    except NotSent as exc:
+        raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, detail=str(exc)) from exc
+    except OutcomeUnknown as exc:
+        raise HTTPException(status.HTTP_504_GATEWAY_TIMEOUT, detail=str(exc)) from exc
+    except CallControlError as exc:
+        raise HTTPException(status.HTTP_409_CONFLICT, detail=str(exc)) from exc
+    except ValueError as exc:  # a value unsafe for Asterisk (a channel name we would not send)
+        raise HTTPException(status.HTTP_409_CONFLICT, detail=str(exc)) from exc
+
+
+def build_call_router(routing: RoutingService, auth: AuthDeps) -> APIRouter:
+    """Call control under ``/api/agents/{agent_id}/call``: the agent themselves, a supervisor or an
+    admin act on the agent's current call. 409 when the agent has no call in a state that allows it,
+    422 for a bad target, 503 when the PBX link is down (nothing sent), 504 when the answer was lost
+    (the action is not sent again)."""
+    router = APIRouter(prefix="/api/agents/{agent_id}/call", tags=["call control"])
+    AnyUser = Annotated[Principal, Depends(auth.require(Role.AGENT))]
+    control = routing.control
+
+    @router.post("/hangup", response_model=CallControlOut)
+    async def hangup(agent_id: AgentId, user: AnyUser) -> CallControlOut:
+        """End the agent's current call."""
+        _own_or_supervisor(user, agent_id)
+        with _control_errors():
+            return control_out(await control.hangup(agent_id))
+
+    @router.post("/hold", response_model=CallControlOut)
+    async def hold(agent_id: AgentId, user: AnyUser) -> CallControlOut:
+        """The caller hears music on hold; the agent's phone stays in the call."""
+        _own_or_supervisor(user, agent_id)
+        with _control_errors():
+            return control_out(await control.hold(agent_id))
+
+    @router.post("/resume", response_model=CallControlOut)
+    async def resume(agent_id: AgentId, user: AnyUser) -> CallControlOut:
+        """Reconnect the held caller and the agent."""
+        _own_or_supervisor(user, agent_id)
+        with _control_errors():
+            return control_out(await control.resume(agent_id))
+
+    @router.post("/transfer", response_model=CallControlOut)
+    async def transfer(agent_id: AgentId, body: TransferIn, user: AnyUser) -> CallControlOut:
+        """Blind: the caller goes to the target at once. Attended (agents only): the agent talks to
+        the target first, then ``/transfer/complete`` or ``/transfer/cancel``."""
+        _own_or_supervisor(user, agent_id)
+        with _control_errors():
+            kind, value = body.to.kind_and_value()
+            return control_out(await control.transfer(agent_id, body.mode, kind, value))
+
+    @router.post("/transfer/complete", response_model=CallControlOut)
+    async def complete(agent_id: AgentId, user: AnyUser) -> CallControlOut:
+        """The agent leaves; the caller and the target talk."""
+        _own_or_supervisor(user, agent_id)
+        with _control_errors():
+            return control_out(await control.complete(agent_id))
+
+    @router.post("/transfer/cancel", response_model=CallControlOut)
+    async def cancel(agent_id: AgentId, user: AnyUser) -> CallControlOut:
+        """The consultation ends; the agent is back with the caller."""
+        _own_or_supervisor(user, agent_id)
+        with _control_errors():
+            return control_out(await control.cancel(agent_id))
+
+    return router
+
+
 def build_router(routing: RoutingService, auth: AuthDeps) -> APIRouter:
-    """Routing's routes under ``/api/routing``."""
+    """Routing's routes under ``/api/routing``, and call control under ``/api/agents``."""
+    outer = APIRouter()
+    outer.include_router(_build_routing_router(routing, auth))
+    outer.include_router(build_call_router(routing, auth))
+    return outer
+
+
+def _build_routing_router(routing: RoutingService, auth: AuthDeps) -> APIRouter:
     router = APIRouter(prefix="/api/routing", tags=["routing"])
     AnyUser = Annotated[Principal, Depends(auth.require(Role.AGENT))]
     Supervisor = Annotated[Principal, Depends(auth.require(Role.SUPERVISOR))]

@@ -48,6 +48,7 @@ from cti.model import (
     LiveCallsResynced,
 )
 from cti.ports import ActionFailed, ActionOutcomeUnknown, ActionSink, LinkDown
+from routing.calls import CallControl
 from routing.directory import AgentProfile, RoutingDirectory, ServiceConfig, UnknownAgent
 from routing.model import (
     Agent,
@@ -214,6 +215,7 @@ class RoutingService:
         self._paused = False  # the AMI link refused an action: wait for the next resync
         self._paused_at: datetime | None = None
         self._last_timer: datetime | None = None
+        self.control = CallControl(self)  # hangup, hold, transfers of agents' calls (routing.calls)
 
     # ------------------------------------------------------------------ the loop
 
@@ -304,6 +306,9 @@ class RoutingService:
         key = snap.key
         if change.kind in (ChangeKind.ENDED, ChangeKind.CLOSED) or snap.ended_at is not None:
             await self._call_gone(key, now)
+            return
+        if await self.control.on_call(snap, now):
+            self._calls[key] = snap
             return
         self._calls[key] = snap
         conn = self._connections.get(key)
@@ -413,6 +418,8 @@ class RoutingService:
         return routing
 
     def _service_name(self, snap: CallSnapshot) -> str | None:
+        if (transferred := self.control.service_for(snap.key)) is not None:
+            return transferred
         if snap.routing is not None and snap.routing.service:
             return snap.routing.service
         if snap.classification is not None:
@@ -458,6 +465,7 @@ class RoutingService:
         return call or (deferred.call if deferred else None)
 
     async def _call_gone(self, key: CallKey, now: datetime) -> None:
+        await self.control.on_gone(key, now)
         await self._leave_line(key)
         self._calls.pop(key, None)
         conn = self._connections.get(key)
@@ -720,6 +728,44 @@ class RoutingService:
 
     def connections(self) -> dict[CallKey, Connection]:
         return dict(self._connections)
+
+    # ------------------------------------------------------------------ for call control (routing.calls)
+
+    @property
+    def lock(self) -> asyncio.Lock:
+        return self._lock
+
+    def call(self, key: CallKey) -> CallSnapshot | None:
+        return self._calls.get(key)
+
+    def has_agent(self, agent_id: str) -> bool:
+        return agent_id in self._profiles
+
+    def service_named(self, value: str) -> str | None:
+        """A service's routing name from its name or its DNIS; ``None`` if there is no such service."""
+        for name, config in self._services.items():
+            if value == name or (config.dnis and value == config.dnis):
+                return name
+        return None
+
+    def wrap_up_seconds(self, service: str) -> int:
+        return self._service(service).wrap_up_seconds
+
+    def board_agent(self, agent_id: str, state: AgentState) -> None:
+        if agent_id in self._profiles:
+            self._board_agent(self._profiles[agent_id], state)
+
+    async def agent_event(self, agent_id: str, event: AgentEvent, now: datetime) -> AgentState | None:
+        return await self._agent_event(agent_id, event, now)
+
+    def adopt_connection(self, key: CallKey, agent_id: str, service: str, now: datetime) -> Connection:
+        """The call now belongs to ``agent_id`` (already reserved): follow it as a connection."""
+        conn = Connection(agent_id, service, by_routing=False, sent_at=now)
+        self._connections[key] = conn
+        return conn
+
+    def drop_connection(self, key: CallKey) -> Connection | None:
+        return self._connections.pop(key, None)
 
 
 def agent_from_config(

@@ -183,7 +183,7 @@ def test_dialplan_per_service_mode() -> None:
     assert wait["exten"] == ["s,1,UserEvent(CallPhase,Phase: waiting)"]
     assert "n,MusicOnHold(default)" in wait["same"]
     agents = section(text, "cti-agents")
-    assert agents["exten"] == ["1001,1,Dial(PJSIP/1001,30,r)", "1002,1,Dial(PJSIP/1002,30,r)"]
+    assert agents["exten"] == ["1001,1,Dial(PJSIP/1001,30,rT)", "1002,1,Dial(PJSIP/1002,30,rT)"]
 
 
 def test_manager_least_privilege_and_filters() -> None:
@@ -358,3 +358,33 @@ def test_wiring_passes_the_fastagi_address_and_the_voicemail_folder() -> None:
     p = params_from_settings(settings, dirs=dataclasses.asdict(DIRS), ami_secret=SECRET, services=[])
     assert (p.agi_host, p.agi_port) == ("127.0.0.1", 14999)
     assert p.ivr_voicemail_dir == "/srv/cti/spool/ivr-voicemail"
+
+def test_call_control_contexts_and_the_outside_phone() -> None:
+    files = render_pbx_config(params(outside_port=5069, dial_timeout=12))
+    text = files["extensions.conf"]
+    assert section(text, "cti-hold")["exten"] == ["s,1,MusicOnHold(default)"]
+    assert section(text, "cti-hold")["same"] == ["n,Hangup()"]
+    assert section(text, "cti-hold-agent")["exten"] == ["s,1,Wait(86400)"]
+    transfer = section(text, "cti-transfer")
+    assert transfer["exten"] == [f"{a},1,UserEvent(CallPhase,Phase: waiting)" for a in ("1001", "1002")]
+    assert transfer["same"] == ["n,Goto(cti-agents,1001,1)", "n,Goto(cti-agents,1002,1)"]
+    assert section(text, "cti-consult")["exten"] == [f"{a},1,Dial(PJSIP/{a},12)" for a in ("1001", "1002")]
+    assert section(text, "cti-outside")["exten"] == ["_X.,1,Dial(PJSIP/${FILTER(0-9,${EXTEN})}@outside,12)"]
+    pjsip = files["pjsip.conf"]
+    assert section(pjsip, "outside", "aor")["contact"] == ["sip:outside@127.0.0.1:5069"]
+    assert "!127.0.0.1:5069/32" in section(pjsip, "trunk", "identify")["match"]
+    assert "[featuremap]" in files["features.conf"] and "atxfer => *2" in files["features.conf"]
+    # Without an outside phone, outside transfers reach no one: no endpoint, a "not in service" message.
+    bare = render_pbx_config(params())
+    assert section(bare["extensions.conf"], "cti-outside")["exten"] == ["_X.,1,Playback(ss-noservice)"]
+    assert "[outside]" not in bare["pjsip.conf"]
+    with pytest.raises(ValueError, match="outside_port"):
+        render_pbx_config(params(outside_port=5071))
+
+
+def test_wiring_renders_the_ring_timeout_as_the_agents_dial_timeout() -> None:
+    settings = Settings(routing={"ring_timeout_seconds": 17}, sandbox={"outside_port": 15069})
+    p = params_from_settings(settings, dirs=dataclasses.asdict(DIRS), ami_secret=SECRET, services=[])
+    assert (p.dial_timeout, p.outside_port) == (17, 15069)
+    agents = section(render_pbx_config(p)["extensions.conf"], "cti-agents")
+    assert agents["exten"][0].endswith(",Dial(PJSIP/1001,17,rT)")

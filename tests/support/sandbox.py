@@ -48,6 +48,7 @@ TEST_PORTS = {
     "sip": 15060 + PORT_OFFSET,
     "ami": 15038 + PORT_OFFSET,
     "agent_base": 15071 + PORT_OFFSET,
+    "outside": 15069 + PORT_OFFSET,
     "rtp_start": 30000 + 10 * PORT_OFFSET,
     "rtp_end": 30999 + 10 * PORT_OFFSET,
 }
@@ -69,6 +70,7 @@ def sandbox_test_settings(base: Settings | None = None, *, instance: str = TEST_
             "trunk_match": "127.0.0.1",
             "agent_count": 2,
             "agent_base_port": TEST_PORTS["agent_base"],
+            "outside_port": TEST_PORTS["outside"],
             "rtp_start": TEST_PORTS["rtp_start"],
             "rtp_end": TEST_PORTS["rtp_end"],
         }

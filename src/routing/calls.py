@@ -1,0 +1,536 @@
+"""Call control: what an agent, or a supervisor for them, does to the agent's current call.
+
+Hang up, hold and resume, blind transfer (to an agent, a service's line or an outside number) and
+attended transfer (the agent talks to the target first, then completes or cancels). Every operation
+is one AMI action, built here by a pure function from values checked first (channel names as
+Asterisk gave them, agent ids and outside numbers as digits only), and written once through the
+routing service's ``ActionSink``:
+
+* hangup: ``Hangup`` of the caller's channel (the dialplan then ends the agent's leg too);
+* hold: one ``Redirect`` of the caller to ``cti-hold`` (music) with ``ExtraChannel`` the agent's leg
+  to ``cti-hold-agent`` (silence). Asterisk has no AMI hold action, and moving both legs in one
+  action keeps both alive (moving only the caller would end the agent's leg);
+* resume: ``Bridge`` of the two legs; after that bridge each leg goes on to its ``Hangup()``, so
+  one side leaving ends the other, as in a routed call;
+* blind, to an agent: ``Redirect`` of the caller to ``cti-transfer,<agent>``: the caller rings the
+  target as a routed call does, and the first agent's leg ends;
+* blind, to a service: ``Redirect`` of the caller to ``cti-wait``: the caller waits in that
+  service's line and routing picks an agent;
+* blind, to a number: ``Redirect`` of the caller to ``cti-outside,<digits>``, the number checked as
+  E.164 with ``phonenumbers`` so that only digits reach the dial string;
+* attended: ``Atxfer`` on the agent's leg to ``cti-consult,<agent>``: Asterisk's own attended
+  transfer (the caller hears music, the agent talks to the target);
+* complete: ``Hangup`` of the agent's leg (Asterisk completes an attended transfer when the
+  transferring agent leaves); cancel: ``CancelAtxfer`` (Asterisk gives the agent back the caller).
+
+An action is never sent twice. ``ActionFailed`` (Asterisk said no: the channel is gone, say) and
+``LinkDown`` (nothing written) undo what was prepared (a target agent's reservation); a lost answer
+(``ActionOutcomeUnknown`` or a timeout) keeps it, and the calls that follow say what happened.
+
+Agents' states follow the calls, as for routed calls: a transfer target is reserved when the transfer
+starts (409 if they are not ready) and goes on a call when the call shows them talking to the caller;
+the transferring agent goes to wrap-up then. A call transferred to an outside number leaves routing.
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+import re
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import TYPE_CHECKING
+
+import phonenumbers
+
+from cti.model import CallKey, CallPhase, CallSnapshot
+from cti.ports import ActionFailed, ActionOutcomeUnknown, LinkDown
+from routing.model import AgentStatus, Answer, CancelReservation, Hangup
+
+if TYPE_CHECKING:
+    from routing.service import Connection, RoutingService
+
+log = logging.getLogger("cti.routing.calls")
+
+HOLD_CONTEXT = "cti-hold"
+HOLD_AGENT_CONTEXT = "cti-hold-agent"
+TRANSFER_CONTEXT = "cti-transfer"
+CONSULT_CONTEXT = "cti-consult"
+OUTSIDE_CONTEXT = "cti-outside"
+WAIT_CONTEXT = "cti-wait"
+
+Action = tuple[str, dict[str, str]]
+
+_DIGITS = re.compile(r"^[0-9]{1,32}$")
+_NUMBER_TEXT = re.compile(r"^\+[0-9 ().-]+$")
+# A channel name as Asterisk gives it: technology/resource, no spaces, no line breaks.
+_CHANNEL = re.compile(r"^[A-Za-z0-9]{1,16}/[A-Za-z0-9_.@;:+-]{1,120}$")
+
+
+class TargetKind(enum.StrEnum):
+    AGENT = "agent"
+    SERVICE = "service"
+    NUMBER = "number"
+
+
+class TransferMode(enum.StrEnum):
+    BLIND = "blind"
+    ATTENDED = "attended"
+
+
+class CallControlError(Exception):
+    """Base of call control's refusals; ``str()`` is the sentence the API returns."""
+
+
+class NoCall(CallControlError):
+    """The agent has no call in a state that allows the operation (HTTP 409)."""
+
+
+class InvalidTarget(CallControlError, ValueError):
+    """A transfer target that is not an agent, a service or a valid outside number (HTTP 422)."""
+
+
+class Refused(CallControlError):
+    """Asterisk answered Error: nothing changed (HTTP 409: the call moved on meanwhile)."""
+
+
+class NotSent(CallControlError):
+    """The AMI link is down: nothing was written (HTTP 503; try again when it is back)."""
+
+
+class OutcomeUnknown(CallControlError):
+    """Written, but the answer was lost (HTTP 504). Not re-sent: the calls will show what happened."""
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    kind: TargetKind
+    value: str  # an agent id, a service name, or an outside number's digits (E.164 without '+')
+
+
+# ---------------------------------------------------------------------- pure: values and actions
+
+
+def outside_digits(number: str) -> str:
+    """The digits of an outside number given in E.164 (``+8613800138000`` → ``8613800138000``).
+
+    ``InvalidTarget`` unless ``phonenumbers`` finds a valid number; only the digits of its E.164 form
+    are returned, so nothing but digits can reach a dial string."""
+    text = number.strip()
+    if not text.startswith("+") or len(text) > 32:
+        raise InvalidTarget(f"an outside number is E.164, starting with +: {number!r}")
+    if not _NUMBER_TEXT.fullmatch(text):
+        # Extensions (",1", "ext. 2"), letters and control characters are refused, not dropped.
+        raise InvalidTarget(f"an outside number has digits, spaces and - ( ) . only: {number!r}")
+    try:
+        parsed = phonenumbers.parse(text, None)
+    except phonenumbers.NumberParseException as exc:
+        raise InvalidTarget(f"not a phone number: {number!r} ({exc})") from None
+    if not phonenumbers.is_valid_number(parsed):
+        raise InvalidTarget(f"not a valid phone number: {number!r}")
+    digits = phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164).lstrip("+")
+    if not _DIGITS.fullmatch(digits):  # phonenumbers' E.164 is digits; checked again for the dial string
+        raise InvalidTarget(f"not a dialable number: {number!r}")
+    return digits
+
+
+def check_channel(channel: str) -> str:
+    """A channel name safe to put in an action: ``ValueError`` for an empty one or one with line
+    breaks, NUL or characters Asterisk never puts in a channel name."""
+    if not _CHANNEL.fullmatch(channel):
+        raise ValueError(f"not a channel name: {channel!r}")
+    return channel
+
+
+def check_agent_id(agent_id: str) -> str:
+    if not _DIGITS.fullmatch(agent_id):
+        raise InvalidTarget(f"an agent id is digits: {agent_id!r}")
+    return agent_id
+
+
+def agent_leg(snapshot: CallSnapshot, agent_id: str) -> str | None:
+    """The agent's own channel in the call (``PJSIP/1001-0000000a``), or ``None``."""
+    pattern = re.compile(rf"^PJSIP/{re.escape(agent_id)}-[0-9A-Za-z]+$")
+    legs = [c for c in snapshot.channels if pattern.fullmatch(c)]
+    return legs[-1] if legs else None
+
+
+def _redirect(channel: str, context: str, exten: str) -> Action:
+    return (
+        "Redirect",
+        {"Channel": check_channel(channel), "Context": context, "Exten": exten, "Priority": "1"},
+    )
+
+
+def hangup_action(caller_channel: str) -> Action:
+    """End the call: hang up the caller (cause 16, normal clearing)."""
+    return ("Hangup", {"Channel": check_channel(caller_channel), "Cause": "16"})
+
+
+def hold_action(caller_channel: str, agent_channel: str) -> Action:
+    """Caller to music on hold, the agent's leg to silence: one Redirect moving both at once."""
+    context, headers = _redirect(caller_channel, HOLD_CONTEXT, "s")
+    headers |= {
+        "ExtraChannel": check_channel(agent_channel),
+        "ExtraContext": HOLD_AGENT_CONTEXT,
+        "ExtraExten": "s",
+        "ExtraPriority": "1",
+    }
+    return context, headers
+
+
+def resume_action(caller_channel: str, agent_channel: str) -> Action:
+    """Bridge the held caller and the agent's leg again."""
+    return (
+        "Bridge",
+        {"Channel1": check_channel(caller_channel), "Channel2": check_channel(agent_channel), "Tone": "no"},
+    )
+
+
+def blind_transfer_action(caller_channel: str, target: Target) -> Action:
+    """Move the caller: to ring an agent, into a service's line (routing chooses), or out."""
+    if target.kind is TargetKind.AGENT:
+        return _redirect(caller_channel, TRANSFER_CONTEXT, check_agent_id(target.value))
+    if target.kind is TargetKind.SERVICE:
+        return _redirect(caller_channel, WAIT_CONTEXT, "s")
+    if not _DIGITS.fullmatch(target.value):
+        raise InvalidTarget(f"an outside number is dialled as digits: {target.value!r}")
+    return _redirect(caller_channel, OUTSIDE_CONTEXT, target.value)
+
+
+def attended_transfer_action(agent_channel: str, target_agent: str) -> Action:
+    """Asterisk's attended transfer on the agent's leg: it dials ``<target>@cti-consult``."""
+    return (
+        "Atxfer",
+        {
+            "Channel": check_channel(agent_channel),
+            "Exten": check_agent_id(target_agent),
+            "Context": CONSULT_CONTEXT,
+        },
+    )
+
+
+def complete_transfer_action(agent_channel: str) -> Action:
+    """The transferring agent leaves: Asterisk joins the caller and the target."""
+    return ("Hangup", {"Channel": check_channel(agent_channel), "Cause": "16"})
+
+
+def cancel_transfer_action(agent_channel: str) -> Action:
+    return ("CancelAtxfer", {"Channel": check_channel(agent_channel)})
+
+
+# ---------------------------------------------------------------------- live: the calls' control
+
+
+@dataclass(slots=True)
+class HeldCall:
+    agent_id: str
+    agent_channel: str
+    since: datetime
+
+
+@dataclass(slots=True)
+class PendingTransfer:
+    """A transfer under way: ``from_agent`` hands the call to ``target``."""
+
+    mode: TransferMode
+    target: Target
+    from_agent: str
+    agent_channel: str
+    since: datetime
+    target_leg_seen: bool = False  # attended: the consultation reached the target's phone
+
+
+@dataclass
+class CallControlHealth:
+    actions_sent: int = 0
+    actions_failed: int = 0
+    actions_unknown: int = 0
+    transfers_completed: int = 0
+    transfers_cancelled: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class ControlResult:
+    """What an operation did: the call and where it is now."""
+
+    call: CallKey
+    agent_id: str
+    state: str  # hung_up, held, talking, transferring, consulting
+    target: Target | None = None
+
+
+@dataclass
+class CallControl:
+    """Call control for one routing service (same loop, same lock). The service calls the hooks
+    ``on_call``, ``on_gone`` and ``service_for``; the HTTP routes call the operations."""
+
+    service: RoutingService
+    health: CallControlHealth = field(default_factory=CallControlHealth)
+    _held: dict[CallKey, HeldCall] = field(default_factory=dict)
+    _transfers: dict[CallKey, PendingTransfer] = field(default_factory=dict)
+    _moved_to_service: dict[CallKey, str] = field(default_factory=dict)
+    _left: set[CallKey] = field(default_factory=set)
+
+    # ------------------------------------------------------------------ reading
+
+    def held(self, key: CallKey) -> bool:
+        return key in self._held
+
+    def pending_transfer(self, key: CallKey) -> PendingTransfer | None:
+        return self._transfers.get(key)
+
+    def current_call(self, agent_id: str) -> tuple[CallSnapshot, Connection]:
+        """The call the agent is talking on (or holding); ``NoCall`` if none."""
+        for key, conn in self.service.connections().items():
+            if conn.agent_id == agent_id and conn.answered:
+                snap = self.service.call(key)
+                if snap is not None and snap.ended_at is None:
+                    return snap, conn
+        raise NoCall(f"agent {agent_id} has no call")
+
+    # ------------------------------------------------------------------ operations
+
+    async def hangup(self, agent_id: str) -> ControlResult:
+        async with self.service.lock:
+            snap, _ = self.current_call(agent_id)
+            await self._send(hangup_action(snap.anchor_channel))
+            return ControlResult(snap.key, agent_id, "hung_up")
+
+    async def hold(self, agent_id: str) -> ControlResult:
+        async with self.service.lock:
+            snap, _ = self.current_call(agent_id)
+            if snap.key in self._held:
+                raise NoCall(f"agent {agent_id}'s call is already on hold")
+            if snap.key in self._transfers:
+                raise NoCall(f"agent {agent_id}'s call is being transferred")
+            leg = self._leg(snap, agent_id)
+            held = HeldCall(agent_id, leg, self.service.clock())
+            try:
+                await self._send(hold_action(snap.anchor_channel, leg))
+            except OutcomeUnknown:
+                self._held[snap.key] = held  # it may have taken: resuming is allowed, and harmless if not
+                raise
+            self._held[snap.key] = held
+            return ControlResult(snap.key, agent_id, "held")
+
+    async def resume(self, agent_id: str) -> ControlResult:
+        async with self.service.lock:
+            snap, _ = self.current_call(agent_id)
+            held = self._held.get(snap.key)
+            if held is None:
+                raise NoCall(f"agent {agent_id}'s call is not on hold")
+            try:
+                await self._send(resume_action(snap.anchor_channel, held.agent_channel))
+            except OutcomeUnknown:
+                self._held.pop(snap.key, None)
+                raise
+            self._held.pop(snap.key, None)
+            return ControlResult(snap.key, agent_id, "talking")
+
+    async def transfer(
+        self, agent_id: str, mode: TransferMode, kind: TargetKind, value: str
+    ) -> ControlResult:
+        """Start a transfer of the agent's call. Blind goes at once; attended starts the consultation."""
+        async with self.service.lock:
+            target = self._target(kind, value)
+            if mode is TransferMode.ATTENDED and target.kind is not TargetKind.AGENT:
+                raise InvalidTarget("an attended transfer goes to an agent")
+            snap, conn = self.current_call(agent_id)
+            key = snap.key
+            if key in self._held:
+                raise NoCall(f"agent {agent_id}'s call is on hold: resume it first")
+            if key in self._transfers:
+                raise NoCall(f"agent {agent_id}'s call is already being transferred")
+            if target.kind is TargetKind.AGENT and target.value == agent_id:
+                raise InvalidTarget("an agent cannot transfer a call to themselves")
+            leg = self._leg(snap, agent_id)
+            now = self.service.clock()
+            pending = PendingTransfer(mode, target, agent_id, leg, now)
+            if target.kind is TargetKind.AGENT:
+                await self._reserve(target.value, key, conn.service, now)
+            if mode is TransferMode.ATTENDED:
+                action = attended_transfer_action(leg, target.value)
+            else:
+                action = blind_transfer_action(snap.anchor_channel, target)
+            self._transfers[key] = pending
+            if target.kind is TargetKind.SERVICE:
+                self._moved_to_service[key] = target.value
+            try:
+                await self._send(action)
+            except OutcomeUnknown:
+                raise  # kept: the calls will show whether it happened
+            except CallControlError:
+                await self._undo(key, pending, "transfer_failed")
+                raise
+            if target.kind is TargetKind.NUMBER:
+                # The call leaves the centre: the agent's part is over, routing follows it no more.
+                self._transfers.pop(key, None)
+                self._left.add(key)
+                await self._end_for_agent(key, conn)
+            state = "consulting" if mode is TransferMode.ATTENDED else "transferring"
+            return ControlResult(key, agent_id, state, target)
+
+    async def complete(self, agent_id: str) -> ControlResult:
+        async with self.service.lock:
+            snap, pending = self._attended(agent_id)
+            await self._send(complete_transfer_action(pending.agent_channel))
+            return ControlResult(snap.key, agent_id, "transferring", pending.target)
+
+    async def cancel(self, agent_id: str) -> ControlResult:
+        async with self.service.lock:
+            snap, pending = self._attended(agent_id)
+            await self._send(cancel_transfer_action(pending.agent_channel))
+            await self._undo(snap.key, pending, "transfer_cancelled")
+            self.health.transfers_cancelled += 1
+            return ControlResult(snap.key, agent_id, "talking")
+
+    # ------------------------------------------------------------------ hooks (under the service's lock)
+
+    def service_for(self, key: CallKey) -> str | None:
+        """The service a call was transferred to, if it was: it waits in that line."""
+        return self._moved_to_service.get(key)
+
+    async def on_call(self, snap: CallSnapshot, now: datetime) -> bool:
+        """Follow a live call under control. ``True``: handled here, routing leaves this change alone."""
+        key = snap.key
+        if key in self._left:
+            return True
+        held = self._held.get(key)
+        if held is not None and held.agent_channel not in snap.channels:
+            # The agent's leg hung up while the caller was on hold: nobody would ever come back.
+            self._held.pop(key, None)
+            await self._send_quietly(hangup_action(snap.anchor_channel))
+            return False
+        pending = self._transfers.get(key)
+        if pending is None:
+            return False
+        conn = self.service.connections().get(key)
+        target = pending.target
+        if target.kind is TargetKind.SERVICE:
+            if snap.phase is CallPhase.WAITING:
+                self._transfers.pop(key, None)  # routing's own line takes it from here (service_for)
+                self.health.transfers_completed += 1
+            return False
+        if pending.mode is TransferMode.BLIND:
+            if snap.phase is not CallPhase.WAITING or conn is None or conn.agent_id != pending.from_agent:
+                return False
+            # The caller left the first agent and is ringing the target.
+            self._transfers.pop(key, None)
+            self.health.transfers_completed += 1
+            await self._end_for_agent(key, conn)
+            self.service.adopt_connection(key, target.value, conn.service, now)
+            return True
+        # Attended.
+        if snap.agent == target.value and conn is not None and conn.agent_id == pending.from_agent:
+            self._transfers.pop(key, None)
+            self.health.transfers_completed += 1
+            await self._end_for_agent(key, conn)
+            new = self.service.adopt_connection(key, target.value, conn.service, now)
+            new.answered = new.ringing = True
+            await self.service.agent_event(target.value, Answer(), now)
+            return True
+        legs = _consult_legs(snap, target.value)
+        if legs:
+            pending.target_leg_seen = True
+        elif pending.target_leg_seen:
+            # The consultation ended without a transfer (the target hung up or never answered):
+            # Asterisk gave the agent back to the caller.
+            await self._undo(key, pending, "transfer_not_answered")
+            self.health.transfers_cancelled += 1
+        return False
+
+    async def on_gone(self, key: CallKey, now: datetime) -> None:
+        """The caller hung up: let go of whatever was prepared for the call."""
+        self._left.discard(key)
+        self._moved_to_service.pop(key, None)
+        held = self._held.pop(key, None)
+        if held is not None:
+            # The agent's leg waits in silence for a caller who is gone: end it.
+            await self._send_quietly(hangup_action(held.agent_channel))
+        pending = self._transfers.pop(key, None)
+        if pending is not None and pending.target.kind is TargetKind.AGENT:
+            await self._release(pending.target.value, key, "caller_abandoned")
+
+    # ------------------------------------------------------------------ internals
+
+    def _leg(self, snap: CallSnapshot, agent_id: str) -> str:
+        leg = agent_leg(snap, agent_id)
+        if leg is None:
+            raise NoCall(f"agent {agent_id}'s phone is not in the call")
+        return leg
+
+    def _attended(self, agent_id: str) -> tuple[CallSnapshot, PendingTransfer]:
+        snap, _ = self.current_call(agent_id)
+        pending = self._transfers.get(snap.key)
+        if pending is None or pending.mode is not TransferMode.ATTENDED:
+            raise NoCall(f"agent {agent_id} has no attended transfer under way")
+        return snap, pending
+
+    def _target(self, kind: TargetKind, value: str) -> Target:
+        if kind is TargetKind.AGENT:
+            agent_id = check_agent_id(value)
+            if not self.service.has_agent(agent_id):
+                raise InvalidTarget(f"no agent {agent_id}")
+            return Target(kind, agent_id)
+        if kind is TargetKind.SERVICE:
+            name = self.service.service_named(value)
+            if name is None:
+                raise InvalidTarget(f"no service {value!r}")
+            return Target(kind, name)
+        return Target(kind, outside_digits(value))
+
+    async def _reserve(self, agent_id: str, key: CallKey, service: str, now: datetime) -> None:
+        state = await self.service.live.reserve(agent_id, key, service, now)
+        if state is None:
+            current = await self.service.live.get_agent(agent_id)
+            status = current.status.value if current else AgentStatus.LOGGED_OUT.value
+            raise NoCall(f"agent {agent_id} is {status}, not ready: the call stays where it is")
+        self.service.board_agent(agent_id, state)
+
+    async def _release(self, agent_id: str, key: CallKey, reason: str) -> None:
+        state = await self.service.live.get_agent(agent_id)
+        if state is not None and state.status is AgentStatus.RESERVED and state.call == key:
+            await self.service.agent_event(agent_id, CancelReservation(reason), self.service.clock())
+
+    async def _undo(self, key: CallKey, pending: PendingTransfer, reason: str) -> None:
+        self._transfers.pop(key, None)
+        self._moved_to_service.pop(key, None)
+        if pending.target.kind is TargetKind.AGENT:
+            await self._release(pending.target.value, key, reason)
+
+    async def _end_for_agent(self, key: CallKey, conn: Connection) -> None:
+        """The transferring agent's part of the call is over: wrap-up, as after a hang-up."""
+        self.service.drop_connection(key)
+        wrap_up = self.service.wrap_up_seconds(conn.service)
+        await self.service.agent_event(conn.agent_id, Hangup(wrap_up), self.service.clock())
+
+    async def _send(self, action: Action) -> None:
+        name, headers = action
+        try:
+            await self.service.actions.send(name, headers)
+        except ActionFailed as exc:
+            self.health.actions_failed += 1
+            raise Refused(f"Asterisk refused {name}: {exc.message}") from exc
+        except LinkDown as exc:
+            self.health.actions_failed += 1
+            raise NotSent(f"the PBX link is down; {name} was not sent") from exc
+        except (ActionOutcomeUnknown, TimeoutError) as exc:
+            self.health.actions_unknown += 1
+            log.warning("%s: outcome unknown, not re-sent (%s)", name, exc)
+            raise OutcomeUnknown(f"{name} was sent but its answer was lost; it is not sent again") from exc
+        self.health.actions_sent += 1
+        log.info("call control: %s %s", name, headers.get("Channel") or headers.get("Channel1"))
+
+    async def _send_quietly(self, action: Action) -> None:
+        try:
+            await self._send(action)
+        except (CallControlError, ValueError) as exc:
+            log.info("call control: %s", exc)
+
+
+def _consult_legs(snap: CallSnapshot, target_agent: str) -> list[str]:
+    """The consultation's channels towards the target: its Local pair and the target's phone."""
+    local = f"Local/{target_agent}@{CONSULT_CONTEXT}-"
+    phone = f"PJSIP/{target_agent}-"
+    return [c for c in snap.channels if c.startswith((local, phone))]
