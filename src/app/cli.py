@@ -147,6 +147,28 @@ async def _db_upgrade() -> int:
     return 0
 
 
+# ---------------------------------------------------------------------- prompts
+
+
+def _prompts(args: argparse.Namespace) -> int:
+    """``cti prompts build`` (validate flows, build changed prompts) and ``cti prompts import``."""
+    from pathlib import Path
+
+    from ivr.commands import build_prompts, import_prompt
+
+    settings = _settings()
+    sounds = settings.ivr_dirs()[0]
+    recordings = settings.ivr_recordings_dir()
+
+    def out(line: str) -> None:
+        print(line, flush=True)
+
+    if args.prompts_command == "build":
+        flows = Path(args.flows) if args.flows else settings.ivr.flows_dir
+        return build_prompts(flows, sounds, recordings, out)
+    return import_prompt(Path(args.file), args.name, recordings, sounds, out, settings.ivr.max_upload_bytes)
+
+
 # ---------------------------------------------------------------------- main
 
 
@@ -169,6 +191,13 @@ def build_parser() -> argparse.ArgumentParser:
     add.add_argument("--password-stdin", action="store_true", help="read the password from standard input")
     db = sub.add_parser("db", help="the database")
     db.add_argument("db_command", choices=["upgrade"])
+    prompts = sub.add_parser("prompts", help="the IVR's prompt sounds")
+    prompts_sub = prompts.add_subparsers(dest="prompts_command", required=True)
+    build = prompts_sub.add_parser("build", help="check the flows, build prompts whose text changed")
+    build.add_argument("--flows", help="folder of flow files (default: the ivr.flows_dir setting)")
+    imp = prompts_sub.add_parser("import", help="convert a WAV or MP3 into a recorded prompt")
+    imp.add_argument("file", help="the WAV or MP3 file")
+    imp.add_argument("--name", required=True, help="the recording's name (flows use {file: NAME.wav})")
     return parser
 
 
@@ -192,6 +221,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         )
     elif args.command == "users":
         code = asyncio.run(_users_add(args))
+    elif args.command == "prompts":
+        code = _prompts(args)
     else:
         code = asyncio.run(_db_upgrade())
     raise SystemExit(code)

@@ -33,6 +33,7 @@ from cti.http import make_auth
 from cti.service import CallService
 from cti.settings import Settings
 from ivr.agi import FastAgiServer
+from ivr.api import build_router as build_ivr_router
 from ivr.service import IvrService
 from routing.api import build_router as build_routing_router
 
@@ -84,6 +85,13 @@ class Platform:
             build_crm_router(self.sessionmaker, auth, lambda: self.token_secret, self.settings)
         )
         app.include_router(build_routing_router(self.routing, auth))
+        app.include_router(
+            build_ivr_router(
+                auth,
+                lambda: (self.settings.ivr_recordings_dir(), self.settings.ivr_dirs()[0]),
+                self.settings.ivr.max_upload_bytes,
+            )
+        )
         registry = CollectorRegistry()
         Gauge("cti_live_calls", "calls in the live model", registry=registry).set_function(
             lambda: len(self.book)
@@ -265,6 +273,8 @@ def build_ivr(
         voicemail_dir=voicemail_dir,
         pbx_voicemail_dir=pbx_voicemail,
         compressed_format=settings.ivr.voicemail_format,
+        step_timeout=settings.ivr.step_timeout_seconds,
+        recordings_dir=settings.ivr_recordings_dir(),
     )
     return ivr, FastAgiServer(settings.ivr.agi_host, settings.ivr.agi_port, ivr.handle)
 

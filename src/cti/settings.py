@@ -72,9 +72,6 @@ class SandboxSettings(BaseModel):
     )
     agent_count: int = Field(4, ge=0, le=500)
     agent_base_port: int = Field(5071, description="agent N's phone is expected at this port + N - 1")
-    outside_port: int | None = Field(
-        5069, description="the phone standing for outside numbers (transfers out); unset: none"
-    )
     rtp_start: int = 20000
     rtp_end: int = 20999
     boot_timeout: float = 60.0
@@ -113,6 +110,12 @@ class IvrSettings(BaseModel):
     pbx_voicemail_dir: str | None = Field(None, description="the same folder as Asterisk writes it")
     build_prompts_on_start: bool = Field(True, description="build missing prompt sounds when serving starts")
     voicemail_format: str = Field("mp3", pattern=r"^(mp3|ogg)$", description="the console's compressed copy")
+    step_timeout_seconds: float = Field(
+        4.0, gt=0, le=60, description="deadline of an IVR lookup or booking (then: the fallback)"
+    )
+    max_upload_bytes: int = Field(
+        20 * 1024 * 1024, ge=1024, description="largest recorded prompt (WAV or MP3) accepted for upload"
+    )
 
 
 class RoutingSettings(BaseModel):
@@ -175,6 +178,11 @@ class Settings(BaseSettings):
     def instance_dir(self) -> Path:
         """Where the sandbox instance keeps its rendered config, secrets, spool and logs."""
         return self.sandbox.cache_dir / "instances" / self.sandbox.instance
+
+    def ivr_recordings_dir(self) -> Path:
+        """Recorded prompts (uploads, converted) that flows name as ``{file: ...}``: the setting, else
+        the sandbox instance's ``ivr-recordings``."""
+        return self.ivr.recordings_dir or self.instance_dir() / "ivr-recordings"
 
     def ivr_dirs(self) -> tuple[Path, str, Path, str]:
         """``(sounds, pbx sounds, voicemail, pbx voicemail)``: the IVR's shared folders on each side,
