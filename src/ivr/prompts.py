@@ -22,6 +22,8 @@ import asyncio
 import hashlib
 import json
 import os
+import re
+import shutil
 import subprocess
 import tempfile
 import wave
@@ -292,3 +294,89 @@ class PromptBuilder:
                     f"speech synthesis for '{language}' took longer than {exc.timeout} s"
                 ) from exc
             return _export(_decode(raw, MAX_RECORDING_SECONDS), target)
+
+
+# --- recorded prompt uploads ------------------------------------------------------------------------
+
+MAX_UPLOAD_BYTES = 20 * 1024 * 1024  # ten minutes of 16-bit 16 kHz WAV fit; larger is never a prompt
+_RECORDING_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
+
+
+@dataclass(frozen=True, slots=True)
+class ImportedRecording:
+    """A recorded prompt after import: ``file`` is what a flow names (``{file: <file>}``), ``sound``
+    the built sound (``rec-<hash>``) Asterisk plays, ``replaced`` whether ``file`` existed before."""
+
+    name: str
+    file: str
+    sound: str
+    seconds: float
+    replaced: bool
+
+
+def check_recording_name(name: str) -> str:
+    """``name`` if it can name a recording (letters, digits, ``_`` and ``-``; at most 64), else
+    :class:`PromptError`. It becomes a file name, so nothing else may pass."""
+    if not _RECORDING_NAME.match(name):
+        raise PromptError(
+            f"recording name {name[:80]!r}: use letters, digits, '_' or '-' (at most 64, no dots or slashes)"
+        )
+    return name
+
+
+def import_recording(
+    data: bytes,
+    name: str,
+    recordings_dir: str | Path,
+    sounds_dir: str | Path,
+    *,
+    max_bytes: int = MAX_UPLOAD_BYTES,
+    max_seconds: float = MAX_RECORDING_SECONDS,
+) -> ImportedRecording:
+    """Store an uploaded WAV or MP3 as the recorded prompt ``name``.
+
+    The upload is decoded with pydub (ffmpeg) and converted to the prompt format (8 kHz mono 16-bit
+    WAV); the converted file becomes ``<recordings_dir>/<name>.wav``, which flows name as
+    ``{file: <name>.wav}``, and its sound ``rec-<hash>.wav`` (hash of the converted bytes, as a flow
+    build would name it) is written into ``sounds_dir`` at once. Raises :class:`PromptError` for a bad
+    name, an empty or oversized upload, or anything that is not decodable audio; nothing is written
+    then, and an existing recording of that name is kept.
+    """
+    check_recording_name(name)
+    if not data:
+        raise PromptError(f"recording {name!r}: the upload is empty")
+    if len(data) > max_bytes:
+        raise PromptError(
+            f"recording {name!r}: {len(data)} bytes is more than the {max_bytes} bytes an upload may have"
+        )
+    recordings, sounds = Path(recordings_dir), Path(sounds_dir)
+    recordings.mkdir(parents=True, exist_ok=True)
+    sounds.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="upload-", dir=recordings) as tmp:
+        upload = Path(tmp) / f"{name}.upload"
+        upload.write_bytes(data)
+        segment = _decode(upload, max_seconds)
+        converted = Path(tmp) / f"{name}.wav"
+        seconds = _export(segment, converted)
+        sound = recording_sound_name(converted.read_bytes())
+        target = sounds / f"{sound}{SUFFIX}"
+        if not target.exists():
+            shutil.copyfile(converted, Path(tmp) / "sound.wav")
+            os.replace(Path(tmp) / "sound.wav", target)
+        file = recordings / f"{name}{SUFFIX}"
+        replaced = file.exists()
+        os.replace(converted, file)
+    return ImportedRecording(name, file.name, sound, seconds, replaced)
+
+
+async def import_recording_async(
+    data: bytes,
+    name: str,
+    recordings_dir: str | Path,
+    sounds_dir: str | Path,
+    *,
+    max_bytes: int = MAX_UPLOAD_BYTES,
+) -> ImportedRecording:
+    return await asyncio.to_thread(
+        import_recording, data, name, recordings_dir, sounds_dir, max_bytes=max_bytes
+    )

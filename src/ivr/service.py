@@ -7,6 +7,11 @@ dialplan continues to waiting) or ends it (``Hangup``). It tells the dialplan wh
 in the channel variable ``CTI_IVR_NEXT`` (``wait`` or ``hangup``); it sets nothing when it cannot run
 the flow (unknown DNIS, a failure), and the dialplan then takes the service's fallback.
 
+Every call into the rest of the platform has a deadline (``step_timeout``): a customer lookup that never
+returns (the database hangs, say) ends the session after that long, and the dialplan's fallback takes
+the caller, so nobody is kept in silence by a stalled dependency. A voicemail whose filing stalls is
+kept on disk (the log names the file) and the caller still hears the goodbye.
+
 The IVR does not import the customer record: :class:`IvrPorts` are plain async functions the root
 builds (classification, self-service answers, voicemail and callback storage, and ``record_ivr``
 which puts what the IVR learned on the live call). Digits are never logged.
@@ -21,6 +26,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TypeVar
 
 from pydub import AudioSegment
 
@@ -31,6 +37,7 @@ from ivr.model import Flow
 from ivr.prompts import BuildReport, PromptBuilder, text_sound_name
 
 log = logging.getLogger("ivr")
+_T = TypeVar("_T")
 
 ALL_KEYS = "0123456789*#"
 NEXT_VARIABLE = "CTI_IVR_NEXT"
@@ -52,6 +59,10 @@ class VoicemailMessage:
 
 @dataclass(frozen=True, slots=True)
 class CallbackBooking:
+    """A callback the caller booked in the IVR. ``number`` is the number confirmed or typed by the
+    caller (digits, ``+`` allowed); ``joined_at`` is when the caller reached the IVR (UTC), the moment
+    their place in line counts from when ``keep_place`` is set."""
+
     call_key: str
     customer_id: int | None
     ani: str | None
@@ -60,6 +71,24 @@ class CallbackBooking:
     language: str
     priority: int
     keep_place: bool
+    joined_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class IvrFinished:
+    """One caller's walk through the IVR as it ended: what the listeners of :class:`IvrService` get.
+    ``record.outcome`` is ``route``, ``voicemail``, ``callback``, ``hangup``, ``abandoned`` or
+    ``fallback``; secret inputs are masked already."""
+
+    call_key: str
+    dnis: str
+    flow: str
+    ani: str | None
+    record: IvrRecord
+
+
+class StepStalled(Exception):
+    """A call into the platform (a lookup, a booking) did not answer within the step's deadline."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,6 +109,7 @@ class IvrPorts:
 @dataclass
 class IvrStats:
     calls: int = 0
+    stalled: int = 0
     unknown_dnis: int = 0
     routed: int = 0
     hung_up: int = 0
@@ -105,7 +135,11 @@ class IvrService:
     reports: dict[str, BuildReport] = field(default_factory=dict)
     compressed_format: str = "mp3"
     classify_timeout: float = 2.0
+    step_timeout: float = 4.0
+    recordings_dir: Path | None = None  # recorded prompts flows name as {file: ...}
     stats: IvrStats = field(default_factory=IvrStats)
+    #: Called (on the event loop, must not block) with each walk as it ends; the demo prints them.
+    listeners: list[Callable[[IvrFinished], None]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self.builder = PromptBuilder(self.sounds_dir)
@@ -115,7 +149,9 @@ class IvrService:
         built = 0
         for dnis, flow in self.flows.items():
             report = await self.builder.build_async(
-                flow, (lambda done, total, sound: progress(done, total, sound.sound)) if progress else None
+                flow,
+                (lambda done, total, sound: progress(done, total, sound.sound)) if progress else None,
+                self.recordings_dir,
             )
             self.reports[dnis] = report
             built += report.built
@@ -149,7 +185,22 @@ class IvrService:
             self.stats.abandoned += 1
             await self._publish(call, state, "abandoned", None)
             return
+        except StepStalled as exc:
+            # CTI_IVR_NEXT stays unset: the dialplan takes the service's fallback at once.
+            self.stats.stalled += 1
+            log.warning(
+                "IVR step at node %s stalled (%s); the dialplan's fallback takes the caller", state.node, exc
+            )
+            await self._publish(call, state, "fallback", None)
+            return
         await self._finish(call, state, step)
+
+    async def _within_deadline(self, what: str, call: Awaitable[_T]) -> _T:
+        """``call``'s answer, or :class:`StepStalled` once ``step_timeout`` has passed."""
+        try:
+            return await asyncio.wait_for(call, self.step_timeout)
+        except TimeoutError:
+            raise StepStalled(f"{what} gave no answer within {self.step_timeout:g} s") from None
 
     async def _classify(self, ani: str, dnis: str) -> CallClassification | None:
         try:
@@ -191,9 +242,17 @@ class IvrService:
             outcome=outcome,
         )
         try:
-            await self.ports.record_ivr(call.linkedid, record, routing)
+            await self._within_deadline(
+                "putting the IVR record on the call", self.ports.record_ivr(call.linkedid, record, routing)
+            )
         except Exception:
             log.exception("could not put the IVR's record on call %s", call.linkedid)
+        finished = IvrFinished(call.linkedid, call.flow.dnis, call.flow.name, call.context.ani, record)
+        for listener in self.listeners:
+            try:
+                listener(finished)
+            except Exception:
+                log.exception("an IVR listener failed")
 
     # ------------------------------------------------------------------ steps
 
@@ -221,18 +280,18 @@ class IvrService:
                 await self._speak(call, text, language)
                 return engine.Done()
             case engine.Lookup(query, customer_id, pin):
-                return await self.ports.lookup(
-                    customer_id, query.value, None if pin is None else pin.reveal()
+                return await self._within_deadline(
+                    f"the {query.value} lookup",
+                    self.ports.lookup(customer_id, query.value, None if pin is None else pin.reveal()),
                 )
             case engine.RecordVoicemail(max_seconds, beep):
                 return await self._record(call, max_seconds, beep)
             case engine.RequestCallback():
-                await self.ports.store_callback(
-                    CallbackBooking(
-                        call.key, _customer_id(call), call.context.ani, step.number, step.skills,
-                        step.language, step.priority, step.keep_place,
-                    )
+                booking = CallbackBooking(
+                    call.key, _customer_id(call), call.context.ani, step.number, step.skills,
+                    step.language, step.priority, step.keep_place, call.joined_at,
                 )  # fmt: skip
+                await self._within_deadline("booking the callback", self.ports.store_callback(booking))
                 call.callback_booked = True
                 self.stats.callbacks += 1
                 return engine.Done()
@@ -299,12 +358,15 @@ class IvrService:
         wav = self.voicemail_dir / f"{name}.wav"
         seconds, compressed = await asyncio.to_thread(_measure_and_compress, wav, self.compressed_format)
         if seconds > 0:
-            await self.ports.store_voicemail(
-                VoicemailMessage(
-                    call.key, _customer_id(call), call.context.ani, str(wav), compressed, seconds
-                )
+            message = VoicemailMessage(
+                call.key, _customer_id(call), call.context.ani, str(wav), compressed, seconds
             )
-            self.stats.voicemails += 1
+            try:
+                await self._within_deadline("filing the voicemail", self.ports.store_voicemail(message))
+                self.stats.voicemails += 1
+            except StepStalled as exc:
+                # The message is on disk; the caller has said it and hears the goodbye all the same.
+                log.error("voicemail %s kept on disk but not filed: %s", wav.name, exc)
         if gone:
             raise ChannelGone("hung up after recording")
         return engine.Recorded(str(wav), seconds)
@@ -318,6 +380,7 @@ class _Call:
     linkedid: str
     uniqueid: str
     callback_booked: bool = False
+    joined_at: datetime = field(default_factory=lambda: datetime.now(UTC))
 
     @property
     def key(self) -> str:
