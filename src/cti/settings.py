@@ -72,6 +72,9 @@ class SandboxSettings(BaseModel):
     )
     agent_count: int = Field(4, ge=0, le=500)
     agent_base_port: int = Field(5071, description="agent N's phone is expected at this port + N - 1")
+    outside_port: int | None = Field(
+        5069, description="the phone standing for outside numbers (transfers out); unset: none"
+    )
     rtp_start: int = 20000
     rtp_end: int = 20999
     boot_timeout: float = 60.0
