@@ -1,0 +1,600 @@
+"""Outbound campaigns on the customer record: campaigns, leads, dial attempts (the audit trail),
+the do-not-call list, registry lists with their date, and lead imports with their rejected rows.
+
+The dialer reaches these through a port the composition root builds from the functions here; it
+never imports ``crm``. Like ``crm.service``, every function takes the session maker first, runs its
+own transaction and returns frozen records, never ORM objects. The campaign's settings are stored as
+the dialer validated them (``config``, a JSON object); this module checks only what the database
+itself needs.
+
+Attempts: ``begin_attempt`` writes the attempt (outcome ``pending``, with the ``ChannelId`` the
+Originate will carry) and commits *before* anything is dialled; a lead with a pending attempt
+cannot get a second one (:class:`Conflict`), so no number is dialled twice because of a lost
+answer or a restart: ``pending_attempts`` lists what must be reconciled first.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from typing import Any, Final
+
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    Date,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    String,
+    Text,
+    UniqueConstraint,
+    delete,
+    func,
+    select,
+)
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Mapped, mapped_column
+
+from crm.db import SessionMaker
+from crm.model import Base, CustomerPhone, Id, UTCDateTime
+from crm.service import Conflict, InvalidInput, NotFound
+
+LEAD_STATUSES: Final = ("new", "dialling", "scheduled", "done")
+PENDING: Final = "pending"
+MAX_REPORT_BYTES: Final = 20 * 1024 * 1024
+
+_CAMPAIGN_ID = re.compile(r"^[a-z0-9][a-z0-9_-]{0,39}$")
+_E164 = re.compile(r"^\+[1-9][0-9]{6,14}$")
+_CHANNEL_ID = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
+_OUTCOME = re.compile(r"^[a-z_]{1,16}$")
+_REGISTRY = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
+
+
+class DialerCampaign(Base):
+    __tablename__ = "dialer_campaigns"
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    name: Mapped[str] = mapped_column(String(200))
+    service: Mapped[str] = mapped_column(String(32))
+    caller_id: Mapped[str] = mapped_column(String(16))
+    mode: Mapped[str] = mapped_column(String(16))
+    config: Mapped[dict[str, Any]] = mapped_column(JSON)
+    active: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class DialerLead(Base):
+    __tablename__ = "dialer_leads"
+    __table_args__ = (
+        UniqueConstraint("campaign_id", "phone_e164"),
+        Index(
+            "ix_dialer_leads_campaign_id_status_next_attempt_at", "campaign_id", "status", "next_attempt_at"
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    campaign_id: Mapped[str] = mapped_column(
+        String(40), ForeignKey("dialer_campaigns.id", ondelete="CASCADE")
+    )
+    phone_e164: Mapped[str] = mapped_column(String(16))
+    name: Mapped[str] = mapped_column(String(200), default="")
+    consent: Mapped[bool | None] = mapped_column(Boolean)
+    customer_id: Mapped[int | None] = mapped_column(Id, ForeignKey("customers.id", ondelete="SET NULL"))
+    fields: Mapped[dict[str, Any]] = mapped_column(JSON)
+    status: Mapped[str] = mapped_column(String(16))
+    next_attempt_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    done_reason: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class DialerAttempt(Base):
+    __tablename__ = "dialer_attempts"
+    __table_args__ = (UniqueConstraint("lead_id", "number"), Index("ix_dialer_attempts_outcome", "outcome"))
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    lead_id: Mapped[int] = mapped_column(Id, ForeignKey("dialer_leads.id", ondelete="CASCADE"))
+    number: Mapped[int] = mapped_column(Integer)
+    channel_id: Mapped[str] = mapped_column(String(64), unique=True)
+    dialled_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    outcome: Mapped[str] = mapped_column(String(16))
+    ended_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    detail: Mapped[str] = mapped_column(Text, default="")
+
+
+class DoNotCallEntry(Base):
+    __tablename__ = "dialer_do_not_call"
+
+    e164: Mapped[str] = mapped_column(String(16), primary_key=True)
+    reason: Mapped[str] = mapped_column(Text, default="")
+    source: Mapped[str] = mapped_column(String(32))
+    added_by: Mapped[str | None] = mapped_column(String(64))
+    added_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class DncRegistry(Base):
+    __tablename__ = "dialer_registries"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    published_on: Mapped[date] = mapped_column(Date)
+    imported_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    numbers: Mapped[int] = mapped_column(Integer)
+
+
+class DncRegistryNumber(Base):
+    __tablename__ = "dialer_registry_numbers"
+
+    registry_name: Mapped[str] = mapped_column(
+        String(64), ForeignKey("dialer_registries.name", ondelete="CASCADE"), primary_key=True
+    )
+    e164: Mapped[str] = mapped_column(String(16), primary_key=True, index=True)
+
+
+class LeadImport(Base):
+    __tablename__ = "dialer_lead_imports"
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    campaign_id: Mapped[str] = mapped_column(
+        String(40), ForeignKey("dialer_campaigns.id", ondelete="CASCADE")
+    )
+    filename: Mapped[str] = mapped_column(Text)
+    encoding: Mapped[str] = mapped_column(String(32))
+    rows: Mapped[int] = mapped_column(Integer)
+    added: Mapped[int] = mapped_column(Integer)
+    merged: Mapped[int] = mapped_column(Integer)
+    rejected: Mapped[int] = mapped_column(Integer)
+    rejected_report: Mapped[bytes] = mapped_column(LargeBinary)
+    created_by: Mapped[str | None] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+# --- records ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class CampaignRow:
+    id: str
+    name: str
+    service: str
+    caller_id: str
+    mode: str
+    config: Mapping[str, Any]
+    active: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class NewLead:
+    phone_e164: str
+    name: str = ""
+    consent: bool | None = None
+    customer_id: int | None = None
+    fields: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class LeadRecord:
+    id: int
+    campaign_id: str
+    phone_e164: str
+    name: str
+    consent: bool | None
+    customer_id: int | None
+    fields: Mapping[str, Any]
+    status: str
+    next_attempt_at: datetime | None
+    done_reason: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class AttemptRecord:
+    id: int
+    lead_id: int
+    number: int
+    channel_id: str
+    dialled_at: datetime
+    outcome: str
+    ended_at: datetime | None
+    detail: str
+
+
+@dataclass(frozen=True, slots=True)
+class ImportRecord:
+    id: int
+    campaign_id: str
+    filename: str
+    encoding: str
+    rows: int
+    added: int
+    merged: int
+    rejected: int
+    created_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class RegistryRecord:
+    name: str
+    published_on: date
+    imported_at: datetime
+    numbers: int
+
+
+def _require_aware(now: datetime) -> None:
+    if now.tzinfo is None:
+        raise InvalidInput(("now",), "times must be timezone-aware")
+
+
+def _campaign(row: DialerCampaign) -> CampaignRow:
+    return CampaignRow(row.id, row.name, row.service, row.caller_id, row.mode, dict(row.config), row.active)
+
+
+def _lead(row: DialerLead) -> LeadRecord:
+    return LeadRecord(
+        row.id, row.campaign_id, row.phone_e164, row.name, row.consent, row.customer_id,
+        dict(row.fields), row.status, row.next_attempt_at, row.done_reason,
+    )  # fmt: skip
+
+
+def _attempt(row: DialerAttempt) -> AttemptRecord:
+    return AttemptRecord(
+        row.id, row.lead_id, row.number, row.channel_id, row.dialled_at, row.outcome, row.ended_at, row.detail
+    )
+
+
+# --- campaigns ----------------------------------------------------------------------------------
+
+
+async def save_campaign(sm: SessionMaker, campaign: CampaignRow, now: datetime) -> CampaignRow:
+    """Create or replace a campaign's settings (``active`` included)."""
+    _require_aware(now)
+    if not _CAMPAIGN_ID.match(campaign.id):
+        raise InvalidInput(("id",), f"not a campaign id: {campaign.id!r}")
+    async with sm() as session, session.begin():
+        row = await session.get(DialerCampaign, campaign.id)
+        if row is None:
+            row = DialerCampaign(id=campaign.id, created_at=now)
+            session.add(row)
+        row.name, row.service, row.caller_id, row.mode = (
+            campaign.name, campaign.service, campaign.caller_id, campaign.mode,
+        )  # fmt: skip
+        row.config, row.active, row.updated_at = dict(campaign.config), campaign.active, now
+    return _campaign(row)
+
+
+async def get_campaign(sm: SessionMaker, campaign_id: str) -> CampaignRow:
+    async with sm() as session:
+        row = await session.get(DialerCampaign, campaign_id)
+        if row is None:
+            raise NotFound(f"no campaign {campaign_id!r}")
+        return _campaign(row)
+
+
+async def list_campaigns(sm: SessionMaker) -> list[CampaignRow]:
+    async with sm() as session:
+        rows = await session.scalars(select(DialerCampaign).order_by(DialerCampaign.id))
+        return [_campaign(r) for r in rows]
+
+
+# --- leads and imports --------------------------------------------------------------------------
+
+
+async def customers_by_phone(sm: SessionMaker, phones: Iterable[str]) -> dict[str, int]:
+    """The customer each number belongs to (the lowest customer id when several share it)."""
+    wanted = sorted(set(phones))
+    found: dict[str, int] = {}
+    async with sm() as session:
+        for start in range(0, len(wanted), 500):  # bounded IN lists
+            chunk = wanted[start : start + 500]
+            rows = await session.execute(
+                select(CustomerPhone.e164, func.min(CustomerPhone.customer_id))
+                .where(CustomerPhone.e164.in_(chunk))
+                .group_by(CustomerPhone.e164)
+            )
+            found.update({e164: int(cid) for e164, cid in rows})
+    return found
+
+
+async def add_leads(
+    sm: SessionMaker,
+    campaign_id: str,
+    leads: Sequence[NewLead],
+    *,
+    filename: str,
+    encoding: str,
+    rows: int,
+    merged_in_file: int,
+    rejected: int,
+    rejected_report: bytes,
+    created_by: str | None,
+    now: datetime,
+) -> ImportRecord:
+    """Store one import: its leads (a number already in the campaign is merged into its lead:
+    empty values filled, withdrawn consent kept) and its report, in one transaction."""
+    _require_aware(now)
+    if len(rejected_report) > MAX_REPORT_BYTES:
+        raise InvalidInput(("rejected_report",), "the rejected-rows report is too large")
+    for i, lead in enumerate(leads):
+        if not _E164.match(lead.phone_e164):
+            raise InvalidInput(("leads", i, "phone_e164"), f"not E.164: {lead.phone_e164!r}")
+    added = merged = 0
+    async with sm() as session, session.begin():
+        if await session.get(DialerCampaign, campaign_id) is None:
+            raise NotFound(f"no campaign {campaign_id!r}")
+        existing: dict[str, DialerLead] = {}
+        phones = [lead.phone_e164 for lead in leads]
+        for start in range(0, len(phones), 500):
+            found = await session.scalars(
+                select(DialerLead).where(
+                    DialerLead.campaign_id == campaign_id,
+                    DialerLead.phone_e164.in_(phones[start : start + 500]),
+                )
+            )
+            existing.update({row.phone_e164: row for row in found})
+        for lead in leads:
+            row = existing.get(lead.phone_e164)
+            if row is None:
+                row = DialerLead(
+                    campaign_id=campaign_id, phone_e164=lead.phone_e164, name=lead.name[:200],
+                    consent=lead.consent, customer_id=lead.customer_id, fields=dict(lead.fields),
+                    status="new", next_attempt_at=None, done_reason=None, created_at=now, updated_at=now,
+                )  # fmt: skip
+                session.add(row)
+                existing[lead.phone_e164] = row
+                added += 1
+                continue
+            merged += 1
+            row.name = row.name or lead.name[:200]
+            if lead.consent is False or row.consent is None:
+                row.consent = False if lead.consent is False else (row.consent or lead.consent)
+            row.customer_id = row.customer_id or lead.customer_id
+            row.fields = {
+                **{k: v for k, v in lead.fields.items() if v},
+                **{k: v for k, v in row.fields.items() if v},
+            }
+            row.updated_at = now
+        record = LeadImport(
+            campaign_id=campaign_id, filename=filename[:500], encoding=encoding, rows=rows, added=added,
+            merged=merged + merged_in_file, rejected=rejected, rejected_report=rejected_report,
+            created_by=created_by, created_at=now,
+        )  # fmt: skip
+        session.add(record)
+    return ImportRecord(
+        record.id, campaign_id, record.filename, encoding, rows, added, record.merged, rejected, now
+    )
+
+
+async def rejected_report(sm: SessionMaker, import_id: int) -> tuple[ImportRecord, bytes]:
+    async with sm() as session:
+        row = await session.get(LeadImport, import_id)
+        if row is None:
+            raise NotFound(f"no lead import {import_id}")
+        record = ImportRecord(
+            row.id, row.campaign_id, row.filename, row.encoding, row.rows, row.added, row.merged,
+            row.rejected, row.created_at,
+        )  # fmt: skip
+        return record, bytes(row.rejected_report)
+
+
+async def list_leads(
+    sm: SessionMaker, campaign_id: str, *, status: str | None = None, limit: int = 100, after_id: int = 0
+) -> list[LeadRecord]:
+    if status is not None and status not in LEAD_STATUSES:
+        raise InvalidInput(("status",), f"status must be one of {LEAD_STATUSES}")
+    query = select(DialerLead).where(DialerLead.campaign_id == campaign_id, DialerLead.id > after_id)
+    if status is not None:
+        query = query.where(DialerLead.status == status)
+    async with sm() as session:
+        rows = await session.scalars(query.order_by(DialerLead.id).limit(max(1, min(limit, 1000))))
+        return [_lead(r) for r in rows]
+
+
+async def due_leads(sm: SessionMaker, campaign_id: str, now: datetime, limit: int) -> list[LeadRecord]:
+    """Leads that may be dialled now by the retry rules: new, or scheduled for ``now`` or earlier."""
+    _require_aware(now)
+    query = (
+        select(DialerLead)
+        .where(
+            DialerLead.campaign_id == campaign_id,
+            (DialerLead.status == "new")
+            | ((DialerLead.status == "scheduled") & (DialerLead.next_attempt_at <= now)),
+        )
+        .order_by(DialerLead.next_attempt_at.is_not(None), DialerLead.next_attempt_at, DialerLead.id)
+        .limit(max(1, min(limit, 1000)))
+    )
+    async with sm() as session:
+        return [_lead(r) for r in await session.scalars(query)]
+
+
+async def schedule_lead(
+    sm: SessionMaker, lead_id: int, *, status: str, next_attempt_at: datetime | None, reason: str | None,
+    now: datetime,
+) -> LeadRecord:  # fmt: skip
+    """Set a lead's next step (the dialer's retry rules decided it). Refused while an attempt on
+    the lead is pending: its outcome must be written first."""
+    _require_aware(now)
+    if status not in LEAD_STATUSES or status == "dialling":
+        raise InvalidInput(("status",), "status must be new, scheduled or done")
+    if (status == "scheduled") != (next_attempt_at is not None):
+        raise InvalidInput(("next_attempt_at",), "a scheduled lead needs a time, others none")
+    async with sm() as session, session.begin():
+        row = await session.get(DialerLead, lead_id)
+        if row is None:
+            raise NotFound(f"no lead {lead_id}")
+        if row.status == "dialling":
+            raise Conflict(f"lead {lead_id} has an attempt in progress")
+        row.status, row.next_attempt_at, row.done_reason, row.updated_at = (
+            status,
+            next_attempt_at,
+            reason,
+            now,
+        )
+    return _lead(row)
+
+
+# --- attempts: the audit trail ------------------------------------------------------------------
+
+
+async def begin_attempt(sm: SessionMaker, lead_id: int, channel_id: str, now: datetime) -> AttemptRecord:
+    """Write a pending attempt for ``lead_id`` before it is dialled (commits before returning).
+
+    Raises :class:`Conflict` when the lead already has a pending attempt or is done, or when the
+    ``channel_id`` was used before.
+    """
+    _require_aware(now)
+    if not _CHANNEL_ID.match(channel_id):
+        raise InvalidInput(("channel_id",), f"not a channel id: {channel_id!r}")
+    try:
+        async with sm() as session, session.begin():
+            lead = await session.get(DialerLead, lead_id, with_for_update=True)
+            if lead is None:
+                raise NotFound(f"no lead {lead_id}")
+            if lead.status in ("dialling", "done"):
+                raise Conflict(f"lead {lead_id} is {lead.status}: not dialled again")
+            count = await session.scalar(select(func.count()).where(DialerAttempt.lead_id == lead_id))
+            row = DialerAttempt(
+                lead_id=lead_id, number=int(count or 0) + 1, channel_id=channel_id, dialled_at=now,
+                outcome=PENDING, ended_at=None, detail="",
+            )  # fmt: skip
+            session.add(row)
+            lead.status, lead.next_attempt_at, lead.updated_at = "dialling", None, now
+    except IntegrityError as exc:
+        raise Conflict(f"attempt for lead {lead_id} not written: {exc.orig}") from exc
+    return _attempt(row)
+
+
+async def finish_attempt(
+    sm: SessionMaker, channel_id: str, outcome: str, ended_at: datetime, detail: str = ""
+) -> AttemptRecord:
+    """Give a pending attempt its outcome (once). The lead leaves ``dialling``: it is ``scheduled``
+    or ``done`` only when the dialer's retry rules say so (``schedule_lead``); until then ``new``."""
+    _require_aware(ended_at)
+    if not _OUTCOME.match(outcome) or outcome == PENDING:
+        raise InvalidInput(("outcome",), f"not an outcome: {outcome!r}")
+    async with sm() as session, session.begin():
+        row = await session.scalar(
+            select(DialerAttempt).where(DialerAttempt.channel_id == channel_id).with_for_update()
+        )
+        if row is None:
+            raise NotFound(f"no attempt with channel id {channel_id!r}")
+        if row.outcome != PENDING:
+            raise Conflict(f"attempt {channel_id} already ended: {row.outcome}")
+        row.outcome, row.ended_at, row.detail = outcome, ended_at, detail[:2000]
+        lead = await session.get(DialerLead, row.lead_id)
+        if lead is not None and lead.status == "dialling":
+            lead.status, lead.updated_at = "new", ended_at
+    return _attempt(row)
+
+
+async def pending_attempts(sm: SessionMaker) -> list[AttemptRecord]:
+    """Attempts written but never given an outcome: to reconcile (by ChannelId) before dialling."""
+    async with sm() as session:
+        rows = await session.scalars(
+            select(DialerAttempt).where(DialerAttempt.outcome == PENDING).order_by(DialerAttempt.id)
+        )
+        return [_attempt(r) for r in rows]
+
+
+async def lead_attempts(sm: SessionMaker, lead_id: int) -> list[AttemptRecord]:
+    async with sm() as session:
+        rows = await session.scalars(
+            select(DialerAttempt).where(DialerAttempt.lead_id == lead_id).order_by(DialerAttempt.number)
+        )
+        return [_attempt(r) for r in rows]
+
+
+# --- do-not-call --------------------------------------------------------------------------------
+
+
+async def add_do_not_call(
+    sm: SessionMaker, e164: str, *, reason: str, source: str, added_by: str | None, now: datetime
+) -> None:
+    """Put a number on the internal list (idempotent: the first entry's reason is kept)."""
+    _require_aware(now)
+    if not _E164.match(e164):
+        raise InvalidInput(("number",), f"not E.164: {e164!r}")
+    try:
+        async with sm() as session, session.begin():
+            if await session.get(DoNotCallEntry, e164) is None:
+                session.add(
+                    DoNotCallEntry(
+                        e164=e164, reason=reason[:500], source=source[:32], added_by=added_by, added_at=now
+                    )
+                )
+    except IntegrityError:
+        return  # added by someone else meanwhile: the number is on the list either way
+
+
+async def remove_do_not_call(sm: SessionMaker, e164: str) -> bool:
+    async with sm() as session, session.begin():
+        result = await session.execute(delete(DoNotCallEntry).where(DoNotCallEntry.e164 == e164))
+        return bool(result.rowcount)  # type: ignore[attr-defined]
+
+
+async def do_not_call_among(sm: SessionMaker, phones: Iterable[str]) -> frozenset[str]:
+    wanted = sorted(set(phones))
+    found: set[str] = set()
+    async with sm() as session:
+        for start in range(0, len(wanted), 500):
+            found.update(
+                await session.scalars(
+                    select(DoNotCallEntry.e164).where(DoNotCallEntry.e164.in_(wanted[start : start + 500]))
+                )
+            )
+    return frozenset(found)
+
+
+# --- registry lists -----------------------------------------------------------------------------
+
+
+async def replace_registry(
+    sm: SessionMaker, name: str, published_on: date, numbers: Iterable[str], now: datetime
+) -> RegistryRecord:
+    """Replace a registry list with a new copy (its numbers and publication date) in one transaction."""
+    _require_aware(now)
+    if not _REGISTRY.match(name):
+        raise InvalidInput(("name",), f"not a registry name: {name!r}")
+    unique = sorted(set(numbers))
+    for e164 in unique:
+        if not _E164.match(e164):
+            raise InvalidInput(("numbers",), f"not E.164: {e164!r}")
+    async with sm() as session, session.begin():
+        await session.execute(delete(DncRegistryNumber).where(DncRegistryNumber.registry_name == name))
+        row = await session.get(DncRegistry, name)
+        if row is None:
+            row = DncRegistry(name=name)
+            session.add(row)
+        row.published_on, row.imported_at, row.numbers = published_on, now, len(unique)
+        await session.flush()
+        session.add_all(DncRegistryNumber(registry_name=name, e164=e164) for e164 in unique)
+    return RegistryRecord(name, published_on, now, len(unique))
+
+
+async def list_registries(sm: SessionMaker) -> list[RegistryRecord]:
+    async with sm() as session:
+        rows = await session.scalars(select(DncRegistry).order_by(DncRegistry.name))
+        return [RegistryRecord(r.name, r.published_on, r.imported_at, r.numbers) for r in rows]
+
+
+async def registry_hits(
+    sm: SessionMaker, names: Iterable[str], phones: Iterable[str]
+) -> dict[str, frozenset[str]]:
+    """For each registry in ``names``, which of ``phones`` it lists."""
+    wanted = sorted(set(phones))
+    hits: dict[str, set[str]] = {name: set() for name in names}
+    if not hits:
+        return {}
+    async with sm() as session:
+        for start in range(0, len(wanted), 500):
+            rows = await session.execute(
+                select(DncRegistryNumber.registry_name, DncRegistryNumber.e164).where(
+                    DncRegistryNumber.registry_name.in_(list(hits)),
+                    DncRegistryNumber.e164.in_(wanted[start : start + 500]),
+                )
+            )
+            for registry, e164 in rows:
+                hits[registry].add(e164)
+    return {name: frozenset(found) for name, found in hits.items()}
