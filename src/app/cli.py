@@ -51,7 +51,11 @@ def pbx_files(settings: Settings) -> dict[str, str]:
 
 # The sandbox's dialled numbers: 8001 support and 8002 sales wait on hold (routing picks agents in a
 # later issue); 8009 rings agent 1001 directly.
-DEMO_SERVICES = (("8001", "hold"), ("8002", "hold"), ("8009", "direct"))
+# 4008001234 (the support hotline, Mandarin first) and 18005550100 (the sales line) run the example
+# IVR flows (ivr/flows).
+DEMO_SERVICES: tuple[tuple[str, str], ...] = (
+    ("8001", "hold"), ("8002", "hold"), ("8009", "direct"), ("4008001234", "ivr"), ("18005550100", "ivr")
+)  # fmt: skip
 
 
 async def _pbx(args: argparse.Namespace) -> int:

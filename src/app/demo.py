@@ -4,7 +4,9 @@
 services and users (their passwords generated once and kept in ``<state_dir>/demo-logins.json``, so
 every run prints the same logins), runs the platform, and once its AMI link is up starts one
 auto-answering SIPp phone per sandbox agent and places SIPp calls: the seeded customers (Chinese and
-English names) and unknown callers, to every demo service. It runs until Ctrl-C or SIGTERM (or for
+English names) and unknown callers, to every demo service. Some callers walk the IVR, pressing keys:
+a Mandarin caller checks their balance with a PIN, an English caller asks for an agent, another leaves
+a message; each walk's path and outcome is printed as it ends. It runs until Ctrl-C or SIGTERM (or for
 ``duration`` seconds), then ends the simulated calls, stops the platform cleanly and leaves the
 sandbox PBX running for the next run (``cti pbx down`` stops it).
 """
@@ -32,15 +34,26 @@ from app.cli import DEMO_SERVICES, pbx_files
 from app.compose import Platform
 from crm import db as crm_db
 from crm.service import authenticate, list_customers, seed_demo_data
+from crm.voicemail import set_self_service
 from cti.auth import Role
 from cti.settings import Settings
 from dialplans.wiring import sandbox_agents
+from ivr.service import IvrFinished
 from routing.directory import AgentProfile
 from routing.model import Agent, AgentStatus, Login, Ready
 from sandbox import SandboxError
 from sandbox.procs import check_port_free
 from sandbox.service import Sandbox
-from sandbox.traffic import SIPP, Caller, SippProcess, free_udp_port, start_agent_phone, start_callers
+from sandbox.traffic import (
+    SIPP,
+    VOICE,
+    Caller,
+    SippProcess,
+    call_with_keys,
+    free_udp_port,
+    start_agent_phone,
+    start_callers,
+)
 
 LOGINS_FILE = "demo-logins.json"
 #: The most simulated callers on the line at once; a call due while this many are on is skipped.
@@ -53,11 +66,59 @@ HEALTH_TIMEOUT = 60.0
 MAX_KNOWN_CALLERS = 200
 
 SERVICE_NAMES = {"8001": "support", "8002": "sales", "8009": "agent 1001"}
+SERVICE_NAMES.update({"4008001234": "support hotline IVR", "18005550100": "sales line IVR"})
 
 # Callers the customer record does not know: Chinese and English names with generated numbers.
 UNKNOWN_NAMES = ("赵敏", "王小明", "欧阳娜娜", "孙丽", "黄志强", "Maria Garcia", "John Doe", "Priya Patel")
 
 Say = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class IvrWalk:
+    """A scripted caller of the IVR: who calls which IVR number, the keys they press (``(pause_ms,
+    key)``: a pause, then the key; ``VOICE`` speaks for a message) and how long they stay at most."""
+
+    what: str
+    caller: Caller
+    dnis: str
+    keys: tuple[tuple[int, str], ...]
+    hold_seconds: float
+
+
+#: The PIN and balance the demo puts on 李娜's record for the Mandarin self-service walk.
+DEMO_PIN = "135790"
+DEMO_SELF_SERVICE: dict[str, dict[str, Any]] = {
+    "+8613912345678": {"balance": {"amount": "3280.50", "currency": "CNY"}, "pin": DEMO_PIN},
+    "+12015550123": {"last_order": {"reference": "A1024", "status": "shipped"}},
+}
+
+#: The IVR walks of the example flows (``ivr/flows``), timed to their prompts: a key pressed while a
+#: prompt that cannot be interrupted plays is lost, and the walk then ends where the flow sends a
+#: caller who pressed nothing. After hours both flows take a message instead.
+DEMO_IVR_WALKS: tuple[IvrWalk, ...] = (
+    IvrWalk(
+        "English, asks for an agent",
+        Caller("Alice Smith", "+12015550123"),
+        "4008001234",
+        ((4000, "0"),),
+        40.0,
+    ),
+    IvrWalk(
+        "Mandarin, balance with a PIN (self-service), then # to hang up",
+        Caller("李娜", "+8613912345678"),
+        "4008001234",
+        ((5500, "1"), (2000, DEMO_PIN[0]), *((300, d) for d in DEMO_PIN[1:]), (300, "#"), (7000, "#")),
+        35.0,
+    ),
+    IvrWalk(
+        "English, leaves a message (voicemail)",
+        Caller("Bob O'Brien", "+442079460958"),
+        "18005550100",
+        ((3500, "3"), (4500, VOICE)),
+        35.0,
+    ),
+)
 
 
 def _say(line: str = "") -> None:
@@ -106,6 +167,7 @@ class PlannedCall:
     dnis: str
     hold_seconds: float | None
     known: bool
+    walk: IvrWalk | None = None  # an IVR caller pressing keys
 
 
 @dataclass
@@ -119,7 +181,10 @@ class CallPlan:
     known: Sequence[Caller]
     hold_dnis: Sequence[str]
     direct_dnis: Sequence[str] = ()
+    #: One IVR walk (taken in turn) opens each round, so the first call of the demo is an IVR caller.
+    ivr_walks: Sequence[IvrWalk] = ()
     _round: list[tuple[str, bool]] = field(default_factory=list)
+    _walks: int = 0
     _deck: list[Caller] = field(default_factory=list)
 
     def __post_init__(self) -> None:
@@ -133,6 +198,10 @@ class CallPlan:
             self.rng.shuffle(numbers)
             odd_one = self.rng.randrange(len(numbers)) if self.known else -1
             self._round = [(d, i == odd_one or not self.known) for i, d in enumerate(numbers)]
+            if self.ivr_walks:
+                walk = self.ivr_walks[self._walks % len(self.ivr_walks)]
+                self._walks += 1
+                return PlannedCall(walk.caller, walk.dnis, walk.hold_seconds, True, walk)
         dnis, unknown = self._round.pop(0)
         if unknown:
             caller, known = self._unknown_caller(), False
@@ -245,14 +314,25 @@ class Traffic:
         media = self.ports.take(4)
         hold_ms = None if call.hold_seconds is None else int(call.hold_seconds * 1000)
         try:
-            proc = await start_callers(
-                pbx_port=self.settings.sandbox.sip_port,
-                dnis=call.dnis,
-                callers=[call.caller],
-                port=sip_port[0],
-                media_port=media[0],
-                hangup_after_ms=hold_ms,
-            )
+            if call.walk is not None:
+                proc = await call_with_keys(
+                    pbx_port=self.settings.sandbox.sip_port,
+                    dnis=call.dnis,
+                    caller=call.caller,
+                    keys=call.walk.keys,
+                    port=sip_port[0],
+                    media_port=media[0],
+                    hold_ms=hold_ms or 30_000,
+                )
+            else:
+                proc = await start_callers(
+                    pbx_port=self.settings.sandbox.sip_port,
+                    dnis=call.dnis,
+                    callers=[call.caller],
+                    port=sip_port[0],
+                    media_port=media[0],
+                    hangup_after_ms=hold_ms,
+                )
         except BaseException:
             self.ports.give_back(sip_port + media)
             raise
@@ -262,6 +342,8 @@ class Traffic:
         who = "customer" if call.known else "unknown caller"
         what = SERVICE_NAMES.get(call.dnis, call.dnis)
         stay = f"hangs up after {call.hold_seconds:.0f} s" if call.hold_seconds else "answered by the agent"
+        if call.walk is not None:
+            stay = f"walks the IVR: {call.walk.what}"
         self.say(
             f"{time.strftime('%H:%M:%S')}  call #{active.number}: {call.caller.name} "
             f"({call.caller.number}, {who}) → {call.dnis} {what}, {stay}"
@@ -315,6 +397,35 @@ class Traffic:
                     await box.cli_rx(f"channel request hangup {fields[0]}")
         except (SandboxError, OSError, TimeoutError) as exc:
             self.say(f"could not hang up the simulated callers' channels: {exc}")
+
+
+def ivr_line(finished: IvrFinished) -> str:
+    """How the demo shows a caller's walk through the IVR: the path, what they pressed (secrets
+    masked), the language and where the call went."""
+    record = finished.record
+    inputs = ", ".join(f"{name}={value}" for name, value in record.inputs) or "no keys"
+    goes = {
+        "route": "handed to routing (waits for an agent)",
+        "voicemail": "left a voicemail (on the customer's record, callback task created)",
+        "callback": "booked a callback",
+        "hangup": "heard goodbye",
+        "abandoned": "hung up in the IVR",
+        "fallback": "took the dialplan's fallback",
+    }.get(record.outcome, record.outcome)
+    return (
+        f"{time.strftime('%H:%M:%S')}  IVR {finished.dnis} ({finished.flow}): {finished.ani or 'withheld'} "
+        f"in {record.language}: {' → '.join(record.path)}; {inputs}; {goes}"
+    )
+
+
+async def _self_service_data(platform: Platform, customers: Iterable[Any]) -> None:
+    """Put the demo's self-service answers (a balance behind a PIN, an order) on the demo customers."""
+    for customer in customers:
+        for phone in customer.phones:
+            data = DEMO_SELF_SERVICE.get(phone.e164)
+            if data is not None:
+                with contextlib.suppress(LookupError):
+                    await set_self_service(platform.sessionmaker, customer.id, data)
 
 
 async def _place_calls(traffic: Traffic, plan: CallPlan, calls_per_minute: float, rng: random.Random) -> None:
@@ -415,6 +526,14 @@ def _banner(
         f"  platform     pbx '{settings.pbx_id}', HTTP {base}, database {database}",
         f"  agents       {agents}",
         f"  callers      about {calls_per_minute:g} a minute (at most {MAX_CALLERS} at once) to {services}",
+        *(
+            [
+                f"  IVR          {', '.join(f'{d} {SERVICE_NAMES.get(d, d)}' for d in _ivr_numbers(plan))}; "
+                f"each round opens with an IVR caller (lines starting 'IVR' show their walks)"
+            ]
+            if plan.ivr_walks
+            else []
+        ),
         "",
         f"  API          {base}/docs",
         f"  health       {base}/api/health",
@@ -434,6 +553,10 @@ def _banner(
 
 
 # ---------------------------------------------------------------------- run_demo
+
+
+def _ivr_numbers(plan: CallPlan) -> list[str]:
+    return list(dict.fromkeys(w.dnis for w in plan.ivr_walks))
 
 
 #: The simulated agents' skills (taken in turn): every one can take both demo services' calls, the
@@ -516,7 +639,12 @@ async def run_demo(
     rng = random.Random(seed)  # noqa: S311 - simulated traffic, not secrets
     hold = [dnis for dnis, mode in DEMO_SERVICES if mode == "hold"]
     direct = [dnis for dnis, mode in DEMO_SERVICES if mode == "direct"]
-    plan = CallPlan(rng, _known_callers(customers), hold, direct)
+    ivr_numbers = {dnis for dnis, mode in DEMO_SERVICES if mode == "ivr"}
+    walks = [w for w in DEMO_IVR_WALKS if w.dnis in ivr_numbers] if platform.ivr is not None else []
+    plan = CallPlan(rng, _known_callers(customers), hold, direct, walks)
+    await _self_service_data(platform, customers)
+    if platform.ivr is not None:
+        platform.ivr.listeners.append(lambda finished: _say(ivr_line(finished)))
 
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()

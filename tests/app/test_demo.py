@@ -19,9 +19,20 @@ from typing import Any
 import httpx
 import pytest
 
-from app.demo import HOLD_SECONDS, CallPlan, _known_callers, demo_logins, run_demo
+from app.demo import (
+    DEMO_IVR_WALKS,
+    HOLD_SECONDS,
+    CallPlan,
+    IvrWalk,
+    _known_callers,
+    demo_logins,
+    ivr_line,
+    run_demo,
+)
 from cti.auth import Role
+from cti.model import IvrRecord
 from cti.settings import Settings, load_settings
+from ivr.service import IvrFinished
 from sandbox import Sandbox
 from sandbox.procs import check_port_free
 from sandbox.traffic import Caller
@@ -57,6 +68,34 @@ def test_every_round_of_the_plan_dials_every_service_once_with_one_unknown_calle
             else:
                 assert c.caller.number not in {k.number for k in KNOWN}
                 assert c.caller.number.startswith("+")
+
+
+def test_each_round_opens_with_the_next_ivr_walk() -> None:
+    walks = [IvrWalk(f"walk {i}", KNOWN[i], "4008001234", ((1000, "1"),), 30.0) for i in range(2)]
+    plan = CallPlan(random.Random(3), KNOWN, ["8001", "8002"], ["8009"], walks)
+    rounds = [[plan.next() for _ in range(4)] for _ in range(3)]
+    assert [r[0].walk for r in rounds] == [walks[0], walks[1], walks[0]]
+    for r in rounds:
+        assert r[0].walk is not None and r[0].caller == r[0].walk.caller and r[0].dnis == "4008001234"
+        assert sorted(c.dnis for c in r[1:]) == ["8001", "8002", "8009"] and not any(c.walk for c in r[1:])
+
+
+def test_the_demo_walks_cover_both_languages_self_service_and_voicemail() -> None:
+    walks = " / ".join(w.what for w in DEMO_IVR_WALKS)
+    for part in ("English", "Mandarin", "self-service", "voicemail"):
+        assert part in walks
+
+
+def test_an_ivr_walk_is_shown_with_its_path_inputs_and_outcome() -> None:
+    record = IvrRecord(
+        path=("choose_language", "greeting", "hours", "main_menu", "balance_pin", "balance", "anything_else"),
+        inputs=(("choose_language.language", "zh (customer record)"), ("balance_pin.pin", "****")),
+        language="zh",
+        outcome="hangup",
+    )
+    line = ivr_line(IvrFinished("1700000000.1", "4008001234", "客户服务热线", "+8613912345678", record))
+    assert "IVR 4008001234 (客户服务热线): +8613912345678 in zh: choose_language → greeting" in line
+    assert "balance_pin.pin=****; heard goodbye" in line
 
 
 def test_known_callers_come_in_turn_before_any_repeats() -> None:
@@ -108,6 +147,7 @@ async def test_the_demo_needs_root(
 # -- the demo for real ---------------------------------------------------------------------------------
 
 PORTS = {"sip": 16060, "ami": 16038, "agent_base": 16071, "rtp_start": 31000, "rtp_end": 31999}
+PORTS["agi"] = 16573  # the demo's IVR (FastAGI), clear of the default 4573
 AGENTS = 4
 
 
@@ -124,6 +164,7 @@ def _demo_env(tmp_path: Path, http_port: int) -> dict[str, str]:
         "CTI_SANDBOX__RTP_END": str(PORTS["rtp_end"]),
         "CTI_AMI__PORT": str(PORTS["ami"]),
         "CTI_HTTP__PORT": str(http_port),
+        "CTI_IVR__AGI_PORT": str(PORTS["agi"]),
         "PYTHONUNBUFFERED": "1",
     }
 
@@ -205,13 +246,20 @@ async def test_cti_demo_places_simulated_calls_and_stops_cleanly(tmp_path: Path)
                 rows = response.json()
                 chinese = [r for r in rows if _chinese(r["caller_name"]) and r["customer_id"] is not None]
                 answered = [r for r in rows if r["agent"] and r["dnis"] == "8009" and r["ended_at"]]
-                if chinese and answered:
+                walked = [r for r in rows if r["ivr_path"]]
+                if chinese and answered and walked:
                     break
                 await asyncio.sleep(0.5)
         assert chinese, f"no call log from a known customer with a Chinese name: {rows}\n{output()}"
         assert answered, f"no ended call log answered by an agent: {rows}\n{output()}"
         assert answered[0]["agent"] == "1001" and answered[0]["connected_at"] is not None
-        assert {r["dnis"] for r in rows} <= {"8001", "8002", "8009"}
+        assert {r["dnis"] for r in rows} <= {"8001", "8002", "8009", "4008001234", "18005550100"}
+        # The first caller walked the IVR: its path is on the call log and the output shows it.
+        assert walked, f"no call log with an IVR path: {rows}\n{output()}"
+        ivr_shown = re.compile(r"  IVR (4008001234|18005550100) \(.+\): \+\d+ in ")
+        shown = [line for line in lines if ivr_shown.search(line)]
+        assert shown and " → " in shown[0], output()
+        assert any(" walks the IVR: " in line for line in lines), output()
 
         code = await asyncio.wait_for(proc.wait(), 90)
         await reader
