@@ -173,6 +173,25 @@ def _prompts(args: argparse.Namespace) -> int:
     return import_prompt(Path(args.file), args.name, recordings, sounds, out, settings.ivr.max_upload_bytes)
 
 
+async def _recordings_purge() -> int:
+    """Delete the recordings past their retention now (``cti serve`` also does it periodically)."""
+    from app.recordings_wiring import purge
+    from crm import db as crm_db
+
+    settings = _settings()
+    url = settings.resolved_database_url()
+    settings.state_dir.mkdir(parents=True, exist_ok=True)
+    await crm_db.migrate_async(url)
+    engine = crm_db.make_engine(url)
+    try:
+        result = await purge(settings, crm_db.make_sessionmaker(engine))
+    finally:
+        await engine.dispose()
+    days = settings.recordings.retention_days
+    print(f"purged {result.rows} recordings older than {days} days ({result.files} files deleted)")
+    return 0
+
+
 # ---------------------------------------------------------------------- main
 
 
@@ -195,6 +214,8 @@ def build_parser() -> argparse.ArgumentParser:
     add.add_argument("--password-stdin", action="store_true", help="read the password from standard input")
     db = sub.add_parser("db", help="the database")
     db.add_argument("db_command", choices=["upgrade"])
+    recordings = sub.add_parser("recordings", help="call recordings")
+    recordings.add_argument("recordings_command", choices=["purge"], help="delete those past retention")
     prompts = sub.add_parser("prompts", help="the IVR's prompt sounds")
     prompts_sub = prompts.add_subparsers(dest="prompts_command", required=True)
     build = prompts_sub.add_parser("build", help="check the flows, build prompts whose text changed")
@@ -225,6 +246,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         )
     elif args.command == "users":
         code = asyncio.run(_users_add(args))
+    elif args.command == "recordings":
+        code = asyncio.run(_recordings_purge())
     elif args.command == "prompts":
         code = _prompts(args)
     else:

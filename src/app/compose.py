@@ -18,6 +18,7 @@ from fastapi import Depends, FastAPI
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Gauge, generate_latest
 from starlette.responses import Response
 
+from app.recordings_wiring import build_recordings, recording_ports, recording_queries
 from app.routing_wiring import build_routing
 from crm import db as crm_db
 from crm import handlers as crm_handlers
@@ -35,6 +36,8 @@ from cti.settings import Settings
 from ivr.agi import FastAgiServer
 from ivr.api import build_router as build_ivr_router
 from ivr.service import IvrService
+from recordings.api import build_router as build_recordings_router
+from recordings.service import purge_forever
 from routing.api import build_router as build_routing_router
 
 log = logging.getLogger("cti.app")
@@ -69,6 +72,7 @@ class Platform:
         )
         self.ivr, self.agi = build_ivr(settings, self.sessionmaker, self.calls)
         self.routing = build_routing(settings, self.sessionmaker, self.bus, self.ami)
+        self.recordings = build_recordings(settings, self.sessionmaker, self.bus, self.ami)
         self.http = self._build_http()
         self._stopping = asyncio.Event()
 
@@ -85,6 +89,11 @@ class Platform:
             build_crm_router(self.sessionmaker, auth, lambda: self.token_secret, self.settings)
         )
         app.include_router(build_routing_router(self.routing, auth))
+        app.include_router(
+            build_recordings_router(
+                self.recordings, recording_queries(self.sessionmaker), auth, self.settings.monitor_dir()
+            )
+        )
         app.include_router(
             build_ivr_router(
                 auth,
@@ -166,6 +175,17 @@ class Platform:
                 calls = tasks.create_task(self.calls.run(), name="calls")
                 writer = tasks.create_task(self.call_log.run(), name="call-log")
                 routing = tasks.create_task(self.routing.run(), name="routing")
+                recordings = tasks.create_task(self.recordings.run(), name="recordings")
+                rec = self.settings.recordings
+                purge = tasks.create_task(
+                    purge_forever(
+                        recording_ports(self.sessionmaker),
+                        self.settings.monitor_dir(),
+                        rec.retention_days,
+                        rec.purge_interval_seconds,
+                    ),
+                    name="recordings-purge",
+                )
                 web = tasks.create_task(server.serve(), name="http")
                 ivr_task = None
                 if self.ivr is not None and self.agi is not None:
@@ -178,6 +198,10 @@ class Platform:
                 await web
                 calls.cancel()
                 routing.cancel()
+                purge.cancel()
+                # Recordings of calls that ended are filed before the database goes away.
+                await self.recordings.drain(timeout=10.0)
+                recordings.cancel()
                 await self.ami.close()
                 # The writer drains what it holds before it stops (bounded by its own retry policy).
                 try:

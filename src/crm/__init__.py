@@ -9,3 +9,4 @@ and migrations).
 # Every table must be on ``crm.model.Base.metadata`` wherever the schema is built or compared.
 from crm import agents as agents
 from crm import campaigns as campaigns
+from crm import recordings as recordings

@@ -14,8 +14,9 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Depends, HTTPException, Query, status
 from pydantic import BaseModel, ConfigDict, Field
 
-from crm import service, voicemail
+from crm import recordings, service, voicemail
 from crm.db import SessionMaker
+from crm.recordings import RecordingRecord
 from crm.service import CallLogRecord
 from crm.voicemail import CallbackRecord, VoicemailRecord
 from cti.auth import Principal, Role, issue_token, token_expiry
@@ -101,6 +102,9 @@ class CustomerDetailOut(CustomerOut):
     interactions: list[CallLogRecord] = Field(description="the customer's call logs, newest first")
     voicemails: list[VoicemailRecord] = Field(
         default_factory=list, description="messages the customer left in the IVR, newest first"
+    )
+    recordings: list[RecordingRecord] = Field(
+        default_factory=list, description="the customer's call recordings, newest first"
     )
 
 
@@ -230,6 +234,7 @@ def build_router(
                 **CustomerOut.model_validate(detail.customer).model_dump(),
                 "interactions": list(detail.interactions),
                 "voicemails": await voicemail.voicemails_of(sessionmaker, customer_id, limit=limit),
+                "recordings": await recordings.recordings_of(sessionmaker, customer_id, limit=limit),
             }
         )
 

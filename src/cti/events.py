@@ -143,6 +143,25 @@ class ChannelListed(ChannelEvent):
     duration_seconds: int
 
 
+@dataclass(frozen=True, slots=True)
+class MixMonitorStarted(ChannelEvent):
+    """A MixMonitor recording started on ``channel``."""
+
+
+@dataclass(frozen=True, slots=True)
+class MixMonitorStopped(ChannelEvent):
+    """A MixMonitor recording on ``channel`` stopped (its file is closed)."""
+
+
+@dataclass(frozen=True, slots=True)
+class MixMonitorMuted(ChannelEvent):
+    """A MixMonitor recording on ``channel`` was muted (``muted``) or unmuted; ``direction`` is
+    ``read``, ``write`` or ``both``, as Asterisk reports it."""
+
+    direction: str
+    muted: bool
+
+
 Event = (
     NewChannel
     | ChannelStateChanged
@@ -160,6 +179,9 @@ Event = (
     | FullyBooted
     | PbxShuttingDown
     | ChannelListed
+    | MixMonitorStarted
+    | MixMonitorStopped
+    | MixMonitorMuted
 )
 
 
@@ -293,6 +315,11 @@ _BUILDERS: dict[str, Callable[[Mapping[str, str]], Event]] = {
     ),
     "FullyBooted": lambda f: FullyBooted(status=f.get("Status", "")),
     "Shutdown": lambda f: PbxShuttingDown(restart=f.get("Restart", "").lower() in ("true", "yes")),
+    "MixMonitorStart": lambda f: MixMonitorStarted(*_channel_args(f)),
+    "MixMonitorStop": lambda f: MixMonitorStopped(*_channel_args(f)),
+    "MixMonitorMute": lambda f: MixMonitorMuted(
+        *_channel_args(f), direction=f.get("Direction", ""), muted=f.get("State", "") == "1"
+    ),
     "CoreShowChannel": lambda f: ChannelListed(
         *_channel_args(f),
         bridge_id=f.get("BridgeId", ""),

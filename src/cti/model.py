@@ -192,6 +192,29 @@ class AgentOffered:
     at: datetime
 
 
+class RecordingState(enum.StrEnum):
+    """A call recording's state, as Asterisk last confirmed it."""
+
+    ACTIVE = "active"
+    PAUSED = "paused"
+    STOPPED = "stopped"
+
+
+@dataclass(frozen=True, slots=True)
+class RecordingChanged:
+    """Asterisk confirmed a change to the recording of ``call`` (its MixMonitor on ``channel``).
+
+    Published by the call service from Asterisk's own events only (``MixMonitorStart``,
+    ``MixMonitorMute``, ``MixMonitorStop``), never from a request: a console showing ``paused``
+    can trust that the PBX has stopped writing the call's audio.
+    """
+
+    call: CallKey
+    channel: str
+    state: RecordingState
+    at: datetime
+
+
 @dataclass(frozen=True, slots=True)
 class LiveCallsResynced:
     """Published after every resync: the calls Asterisk has right now on ``pbx``.

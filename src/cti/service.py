@@ -20,8 +20,18 @@ from cti.ami import LinkDown as LinkDownMarker
 from cti.ami import LinkUp, ResyncNeeded
 from cti.bus import Bus
 from cti.callbook import CallBook
-from cti.events import ChannelListed, translate
-from cti.model import CallChange, CallKey, ChangeKind, Direction, EndReason, IvrRecord, RoutingRequest
+from cti.events import ChannelListed, MixMonitorMuted, MixMonitorStarted, MixMonitorStopped, translate
+from cti.model import (
+    CallChange,
+    CallKey,
+    ChangeKind,
+    Direction,
+    EndReason,
+    IvrRecord,
+    RecordingChanged,
+    RecordingState,
+    RoutingRequest,
+)
 from cti.ports import CallClassifier
 
 log = logging.getLogger("cti.calls")
@@ -41,6 +51,22 @@ class AmiLink(Protocol):
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
+
+
+def recording_changed(
+    pbx: str, event: MixMonitorStarted | MixMonitorStopped | MixMonitorMuted, now: datetime
+) -> RecordingChanged:
+    """The bus message for one of Asterisk's MixMonitor events. A mute of one direction only is not
+    a pause (the other side is still written), so only ``both`` counts as paused."""
+    if isinstance(event, MixMonitorStarted):
+        state = RecordingState.ACTIVE
+    elif isinstance(event, MixMonitorStopped):
+        state = RecordingState.STOPPED
+    elif event.muted and event.direction == "both":
+        state = RecordingState.PAUSED
+    else:
+        state = RecordingState.ACTIVE
+    return RecordingChanged(CallKey(pbx, event.linkedid), event.channel, state, now)
 
 
 @dataclass
@@ -110,6 +136,10 @@ class CallService:
         elif isinstance(item, LinkDownMarker):
             self.health.link_up = False
             self.health.last_link_down_reason = item.reason
+        elif isinstance(item, MixMonitorStarted | MixMonitorStopped | MixMonitorMuted):
+            # Not call state: the recording's state as Asterisk confirmed it, for whoever controls it.
+            self.health.events_applied += 1
+            self.bus.publish(recording_changed(self.book.pbx, item, self.clock()))
         else:
             self.health.events_applied += 1
             self._publish(self.book.apply(item, self.clock()))  # type: ignore[arg-type]

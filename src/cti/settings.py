@@ -139,6 +139,47 @@ class RoutingSettings(BaseModel):
     )
 
 
+_RECORDING_POLICY = r"^(all|none|(100|[1-9]?[0-9])%)$"
+
+
+class RecordingSettings(BaseModel):
+    """Call recording: which services' calls the PBX records, where the files are, how long they stay.
+
+    A policy is ``all``, ``none`` or a percentage such as ``25%``; ``services`` gives a dialled
+    service (its DNIS) its own policy, the rest follow ``policy``. Policies are rendered into the
+    PBX's dialplan (``cti pbx up``), so a change takes effect with the next rendering.
+    """
+
+    policy: str = Field("all", pattern=_RECORDING_POLICY, description="the policy of every other service")
+    services: dict[str, str] = Field(
+        default_factory=dict, description="DNIS -> policy, for services with their own policy"
+    )
+    monitor_dir: Path | None = Field(
+        None, description="the PBX's monitor folder as the platform reads it; default: the sandbox's"
+    )
+    retention_days: int = Field(90, ge=1, le=36500, description="recordings older than this are purged")
+    purge_interval_seconds: float = Field(3600.0, gt=0, description="how often `cti serve` purges")
+    pause_confirm_seconds: float = Field(
+        3.0, gt=0, le=30, description="how long a pause or resume waits for Asterisk to confirm it"
+    )
+    compressed_format: str = Field("mp3", pattern=r"^(mp3|ogg)$", description="the console's playback copy")
+
+    @field_validator("services")
+    @classmethod
+    def _service_policies(cls, value: dict[str, str]) -> dict[str, str]:
+        import re
+
+        for dnis, policy in value.items():
+            if not re.fullmatch(r"[0-9]{1,32}", dnis) or not re.fullmatch(_RECORDING_POLICY, policy):
+                raise ValueError(f"recording policy {dnis!r}: {policy!r} (a DNIS and all, none or N%)")
+        return value
+
+    def percent_for(self, dnis: str) -> int:
+        """The share (0..100) of the calls to ``dnis`` the PBX records."""
+        policy = self.services.get(dnis, self.policy)
+        return 100 if policy == "all" else 0 if policy == "none" else int(policy[:-1])
+
+
 class Settings(BaseSettings):
     """Everything the platform can be told. See docs/operations.md for each value."""
 
@@ -155,6 +196,7 @@ class Settings(BaseSettings):
     auth: AuthSettings = Field(default_factory=AuthSettings)
     routing: RoutingSettings = Field(default_factory=RoutingSettings)
     ivr: IvrSettings = Field(default_factory=IvrSettings)
+    recordings: RecordingSettings = Field(default_factory=RecordingSettings)
 
     @field_validator("default_region")
     @classmethod
@@ -200,6 +242,11 @@ class Settings(BaseSettings):
             f"{inside}/spool/ivr-voicemail" if ivr.voicemail_dir is None else str(ivr.voicemail_dir)
         )
         return sounds, pbx_sounds, voicemail, pbx_voicemail
+
+    def monitor_dir(self) -> Path:
+        """The PBX's monitor folder (recordings) as the platform reads it: the setting, else the
+        sandbox instance's ``spool/monitor``."""
+        return self.recordings.monitor_dir or self.instance_dir() / "spool" / "monitor"
 
     def effective_ami(self) -> AmiSettings:
         """The AMI settings, with the sandbox instance's generated secret file as the default secret."""

@@ -86,6 +86,10 @@ class Service:
     agent: str | None = None
     fallback: IvrFallback = "wait"
     queue_settings: tuple[tuple[str, str], ...] = ()
+    #: The share of this service's calls the PBX records (0 to 100): MixMonitor starts on the
+    #: caller's channel when the call is answered, and writes only while the caller is bridged to
+    #: someone (an agent), so the file holds the conversation, not the music on hold.
+    record_percent: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -258,6 +262,9 @@ def validate(params: PbxConfigParams) -> None:
             _check(f"services[{i}].queue_settings value", value, _QUEUE_VALUE, "letters, digits, _ . -")
         if service.mode == "queue" and not params.agents:
             raise ValueError(f"services[{i}] ({service.dnis}) is 'queue' but there are no agents")
+        percent = service.record_percent
+        if isinstance(percent, bool) or not isinstance(percent, int) or not 0 <= percent <= 100:
+            raise ValueError(f"services[{i}].record_percent must be 0-100: {percent!r}")
         if service.fallback not in IVR_FALLBACKS:
             raise ValueError(
                 f"services[{i}].fallback must be one of {', '.join(IVR_FALLBACKS)}: {service.fallback!r}"
@@ -300,6 +307,7 @@ def render_pbx_config(params: PbxConfigParams) -> dict[str, str]:
             "agent": s.agent if s.agent is not None else first_agent,
             "fallback": s.fallback,
             "queue_settings": s.queue_settings,
+            "record_percent": s.record_percent,
         }
         for s in params.services
     ]

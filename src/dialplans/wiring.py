@@ -4,6 +4,7 @@ test support both use, so the demo and the tests render the same PBX for the sam
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from dataclasses import replace
 
 from cti.settings import Settings
 
@@ -35,7 +36,8 @@ def params_from_settings(
 
     ``dirs`` are the instance's directories as Asterisk sees them (keys ``etc spool log run db cache``;
     the sandbox's ``inside_layout`` has them). ``services`` are ``Service`` values or ``(dnis, mode)``
-    pairs. A ``capture_secret`` adds the read-only capture user ``<ami username>-capture``.
+    pairs. A ``capture_secret`` adds the read-only capture user ``<ami username>-capture``. Each
+    service's recording share comes from ``settings.recordings``.
     """
     sb, ami = settings.sandbox, settings.ami
     return PbxConfigParams(
@@ -57,7 +59,10 @@ def params_from_settings(
         ami_username=ami.username,
         ami_secret=ami_secret,
         agents=sandbox_agents(settings),
-        services=tuple(s if isinstance(s, Service) else Service(s[0], s[1]) for s in services),  # type: ignore[arg-type]
+        services=tuple(
+            replace(s, record_percent=settings.recordings.percent_for(s.dnis))
+            for s in (s if isinstance(s, Service) else Service(s[0], s[1]) for s in services)  # type: ignore[arg-type]
+        ),
         capture_user=capture_secret is not None,
         capture_username=f"{ami.username}-capture",
         capture_secret=capture_secret,

@@ -310,7 +310,8 @@ def test_wiring_from_settings_matches_the_settings() -> None:
         capture_secret=CAPTURE_SECRET,
     )
     assert (p.sip_port, p.ami_port, p.rtp_start, p.rtp_end) == (15060, 15038, 30000, 30999)
-    assert p.services == (Service("8000", "hold"),)
+    # Every service is recorded unless the settings say otherwise (recordings.policy = "all").
+    assert p.services == (Service("8000", "hold", record_percent=100),)
     assert p.capture_user and p.capture_username == "cti-capture"
     assert "[cti-capture]" in render_pbx_config(p)["manager.conf"]
 

@@ -1,0 +1,50 @@
+"""The recordings' audio work: measure a call's WAV and make the console's compressed copy (pydub).
+
+Blocking (ffmpeg runs in a subprocess): call it through ``asyncio.to_thread``. Never raises for a
+missing, empty or undecodable file: those are answers (``missing``, ``empty``), since a recording the
+PBX failed to write must still be on the record as such, and must never stop the writer.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+from pydub import AudioSegment
+
+log = logging.getLogger("cti.recordings")
+
+
+@dataclass(frozen=True, slots=True)
+class Measured:
+    """What a recording file holds: ``status`` ``ok``, ``empty`` or ``missing``; its length in seconds;
+    the compressed copy's path (None when there is no sound or the copy failed)."""
+
+    status: str
+    seconds: float
+    compressed: Path | None
+
+
+def measure_and_compress(wav: Path, fmt: str = "mp3") -> Measured:
+    """Measure ``wav`` and write ``<wav without suffix>.<fmt>`` beside it."""
+    if not wav.is_file():
+        return Measured("missing", 0.0, None)
+    if wav.stat().st_size == 0:
+        return Measured("empty", 0.0, None)
+    try:
+        segment = AudioSegment.from_file(str(wav), format="wav")
+    except Exception as exc:  # pydub raises several types for a truncated or foreign file
+        log.warning("recording %s is not decodable audio: %s", wav.name, exc)
+        return Measured("empty", 0.0, None)
+    seconds = len(segment) / 1000.0
+    if seconds <= 0:
+        return Measured("empty", 0.0, None)
+    target = wav.with_suffix(f".{fmt}")
+    try:
+        segment.export(str(target), format=fmt)
+    except Exception as exc:
+        log.warning("could not compress recording %s: %s", wav.name, exc)
+        target.unlink(missing_ok=True)
+        return Measured("ok", seconds, None)
+    return Measured("ok", seconds, target)
