@@ -168,9 +168,18 @@ async def recorder(sandbox_pbx: SandboxPbx):
 
 async def test_english_caller_chooses_an_agent_and_waits(sandbox_pbx, platform):
     customer = await create_customer(platform, "Alice Smith", "+1 201-555-0123", "en")
-    result = await keys_call(
-        sandbox_pbx, IVR_DNIS, sipp.Caller("Alice Smith", "+12015550123"), [(1500, "2"), (1500, "0")], 6000
-    )
+    port, media = sip_ports()
+    caller = await sipp.call_with_keys(
+        pbx_port=sandbox_pbx.sip_port, dnis=IVR_DNIS, caller=sipp.Caller("Alice Smith", "+12015550123"),
+        keys=[(1500, "2"), (1500, "0")], port=port, media_port=media, hold_ms=10000,
+    )  # fmt: skip
+    # While the caller waits for an agent, the live call already carries what the IVR learned.
+    (live,) = await wait_for(
+        platform, "/api/calls", lambda b: len(b) == 1 and b[0]["ivr_path"] and b[0]["ended_at"] is None,
+        customer_id=customer["id"],
+    )  # fmt: skip
+    assert live["ivr_path"][-1] == "to_agent" and live["ivr_inputs"]["main_menu.choice"] == "0"
+    result = await caller.wait(60)
     assert result.ok, result.output[-2000:]
     (row,) = await wait_for(platform, "/api/calls", ended_with_ivr, customer_id=customer["id"])
     assert row["ivr_path"][:2] == ["choose_language", "main_menu"] and row["ivr_path"][-1] == "to_agent"
