@@ -18,6 +18,7 @@ from fastapi import Depends, FastAPI
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Gauge, generate_latest
 from starlette.responses import Response
 
+from app.dialer_wiring import build_dialer_router
 from app.recordings_wiring import build_recordings, recording_ports, recording_queries
 from app.routing_wiring import build_routing
 from crm import db as crm_db
@@ -89,6 +90,7 @@ class Platform:
             build_crm_router(self.sessionmaker, auth, lambda: self.token_secret, self.settings)
         )
         app.include_router(build_routing_router(self.routing, auth))
+        app.include_router(build_dialer_router(self.sessionmaker, auth))
         app.include_router(
             build_recordings_router(
                 self.recordings, recording_queries(self.sessionmaker), auth, self.settings.monitor_dir()

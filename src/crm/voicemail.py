@@ -48,7 +48,8 @@ class Voicemail(Base):
 
 
 class CallbackTask(Base):
-    """A caller asked to be called back at ``number_e164``; ``due`` is when (None: as soon as possible)."""
+    """A caller asked to be called back at ``number_e164``; ``due`` is when (None: as soon as possible).
+    ``handled_call_key`` is the call (``pbx/linkedid``, its call log) that carried it out."""
 
     __tablename__ = "callback_tasks"
     __table_args__ = (Index("ix_callback_tasks_status_requested_at", "status", "requested_at"),)
@@ -60,6 +61,7 @@ class CallbackTask(Base):
     requested_at: Mapped[datetime] = mapped_column(UTCDateTime())
     status: Mapped[str] = mapped_column(String(16), default="pending")
     due: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    handled_call_key: Mapped[str | None] = mapped_column(String(128))
 
 
 class CustomerSelfService(Base):
@@ -99,6 +101,7 @@ class CallbackRecord:
     requested_at: datetime
     status: str
     due: datetime | None
+    handled_call_key: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,8 +125,9 @@ def _voicemail(row: Voicemail) -> VoicemailRecord:
 
 def _callback(row: CallbackTask) -> CallbackRecord:
     return CallbackRecord(
-        row.id, row.call_key, row.customer_id, row.number_e164, row.requested_at, row.status, row.due
-    )
+        row.id, row.call_key, row.customer_id, row.number_e164, row.requested_at, row.status, row.due,
+        row.handled_call_key,
+    )  # fmt: skip
 
 
 async def _customer_for(
@@ -241,6 +245,33 @@ async def list_callbacks(
         query = query.where(CallbackTask.status == status)
     async with sessionmaker() as session:
         return [_callback(r) for r in await session.scalars(query.limit(max(1, min(limit, 1000))))]
+
+
+async def finish_callback(
+    sessionmaker: SessionMaker, task_id: int, status: str, handled_call_key: str | None = None
+) -> CallbackRecord:
+    """Mark a callback task ``done`` (with the call that carried it out), ``failed`` or
+    ``cancelled``. ``LookupError`` for an unknown task, ``ValueError`` for an unknown status."""
+    if status not in CALLBACK_STATUSES:
+        raise ValueError(f"unknown callback status {status!r}")
+    async with sessionmaker() as session, session.begin():
+        row = await session.get(CallbackTask, task_id)
+        if row is None:
+            raise LookupError(f"no callback task {task_id}")
+        row.status = status
+        if handled_call_key is not None:
+            row.handled_call_key = handled_call_key[:128]
+        await session.flush()
+        return _callback(row)
+
+
+async def pending_callback_numbers(sessionmaker: SessionMaker) -> dict[int, str]:
+    """Every pending callback task's number (E.164), by task id."""
+    async with sessionmaker() as session:
+        rows = await session.execute(
+            select(CallbackTask.id, CallbackTask.number_e164).where(CallbackTask.status == "pending")
+        )
+        return {int(task_id): str(number) for task_id, number in rows}
 
 
 async def set_self_service(

@@ -178,7 +178,8 @@ class AgentOffered:
     Published before the PBX is asked to ring the agent, so a console can show the customer's
     record before the phone rings. ``rule`` names the rule that chose; ``candidates`` are the
     agents weighed, best first, as ``(agent_id, skill_score, idle_seconds)``; ``relaxed`` says
-    whether the call's skill needs had been widened by its wait.
+    whether the call's skill needs had been widened by its wait. ``callback``: a queue callback,
+    published as the agent's phone rings for the customer who was called back.
     """
 
     call: CallSnapshot
@@ -190,6 +191,7 @@ class AgentOffered:
     candidates_total: int
     relaxed: bool
     at: datetime
+    callback: bool = False
 
 
 class RecordingState(enum.StrEnum):

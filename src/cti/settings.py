@@ -137,6 +137,25 @@ class RoutingSettings(BaseModel):
     connect_grace_seconds: float = Field(
         10.0, gt=0, description="a redirect with no ring at the agent after this long is given up"
     )
+    announce_every_seconds: int = Field(
+        0, ge=0, le=3600, description="position and expected-wait announcements every N s (10+); 0: off"
+    )
+    announce_services: dict[str, int] = Field(
+        default_factory=dict,
+        description="per service name: announcement interval (0: off), overriding the default",
+    )
+    default_handle_seconds: float = Field(
+        180.0, gt=0, description="handle time assumed for expected waits until a service has handled calls"
+    )
+    callback_endpoint: str = Field(
+        "outside", pattern=r"^[A-Za-z0-9_-]{1,40}$", description="PJSIP endpoint queue callbacks dial out on"
+    )
+    callback_max_attempts: int = Field(
+        3, ge=1, le=10, description="dials of one queue callback before it fails"
+    )
+    callback_retry_seconds: float = Field(
+        30.0, gt=0, description="wait before dialling an unanswered callback again"
+    )
 
 
 _RECORDING_POLICY = r"^(all|none|(100|[1-9]?[0-9])%)$"

@@ -305,3 +305,72 @@ def outcome_counts(attempts: Iterable[Attempt]) -> Mapping[Outcome, int]:
     for attempt in attempts:
         counts[attempt.outcome] = counts.get(attempt.outcome, 0) + 1
     return MappingProxyType(counts)
+
+
+def campaign_config(campaign: Campaign) -> dict[str, object]:
+    """A campaign's settings other than its identity, as plain JSON values (for storage)."""
+    w = campaign.window
+    return {
+        "window": {
+            "start": w.start.strftime("%H:%M"),
+            "end": w.end.strftime("%H:%M"),
+            "weekdays": sorted(w.weekdays),
+        },
+        "max_attempts": campaign.max_attempts,
+        "retries": [
+            {
+                "outcome": r.outcome.value,
+                "delay_minutes": r.delay.total_seconds() / 60,
+                "max_tries": r.max_tries,
+            }
+            for r in campaign.retries
+        ],
+        "ring_seconds": campaign.ring_seconds,
+        "amd": campaign.amd,
+        "machine_policy": campaign.machine_policy.value,
+        "abandonment_rule": campaign.abandonment_rule.value,
+        "abandonment_cap": campaign.abandonment_cap,
+        "consent": campaign.consent.value,
+        "registries": sorted(campaign.registries),
+        "registry_max_age_days": campaign.registry_max_age.days,
+    }
+
+
+def campaign_from(
+    id: str, name: str, service: str, caller_id: str, mode: str, config: Mapping[str, object]
+) -> Campaign:
+    """The campaign stored by :func:`campaign_config` (validated again; raises ``ValueError``)."""
+    try:
+        window = config["window"]
+        retries = config["retries"]
+        if not isinstance(window, Mapping) or not isinstance(retries, list):
+            raise ValueError("window and retries have the wrong shape")
+        return Campaign(
+            id=id,
+            name=name,
+            service=service,
+            caller_id=caller_id,
+            mode=DialMode(mode),
+            window=CallingWindow(
+                time.fromisoformat(str(window["start"])),
+                time.fromisoformat(str(window["end"])),
+                frozenset(int(d) for d in window["weekdays"]),
+            ),
+            max_attempts=int(str(config["max_attempts"])),
+            retries=tuple(
+                RetryRule(
+                    Outcome(r["outcome"]), timedelta(minutes=float(r["delay_minutes"])), int(r["max_tries"])
+                )
+                for r in retries
+            ),
+            ring_seconds=int(str(config["ring_seconds"])),
+            amd=bool(config["amd"]),
+            machine_policy=MachinePolicy(str(config["machine_policy"])),
+            abandonment_rule=AbandonmentRule(str(config["abandonment_rule"])),
+            abandonment_cap=float(str(config["abandonment_cap"])),
+            consent=ConsentPolicy(str(config["consent"])),
+            registries=frozenset(str(n) for n in config["registries"]),  # type: ignore[attr-defined]
+            registry_max_age=timedelta(days=int(str(config["registry_max_age_days"]))),
+        )
+    except (KeyError, TypeError) as exc:
+        raise ValueError(f"stored campaign {id!r} is incomplete: {exc}") from exc

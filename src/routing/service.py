@@ -71,6 +71,7 @@ from routing.model import (
 )
 from routing.policy import Decision, Outcome, RoutingBoard
 from routing.state import LiveState
+from routing.waiting import HandleTimes, LineView, WaitingHooks
 
 log = logging.getLogger("cti.routing")
 
@@ -216,6 +217,10 @@ class RoutingService:
         self._paused_at: datetime | None = None
         self._last_timer: datetime | None = None
         self.control = CallControl(self)  # hangup, hold, transfers of agents' calls (routing.calls)
+        # What waiting callers hear and where overflows and queue callbacks go (routing.callbacks);
+        # set by the composition root, None in a router that only connects calls.
+        self.hooks: WaitingHooks | None = None
+        self.handle_times = HandleTimes()
 
     # ------------------------------------------------------------------ the loop
 
@@ -267,6 +272,8 @@ class RoutingService:
                 state = AgentState.logged_out(profile.agent.id, now)
                 await self.live.put_agent(state)
             self._board_agent(profile, state)
+        if self.hooks is not None:
+            await self.hooks.loaded(now)
 
     def _seconds_to_next_wake(self) -> float | None:
         now = self.clock()
@@ -301,8 +308,10 @@ class RoutingService:
 
     async def _on_call(self, change: CallChange, now: datetime) -> None:
         snap = change.call
-        if snap.direction is not Direction.INBOUND:
-            return
+        if self.hooks is not None:
+            await self.hooks.call_changed(change, now)
+        if snap.direction is not Direction.INBOUND and snap.key not in self._connections:
+            return  # a call routing did not place (a queue callback's is in ``_connections``)
         key = snap.key
         if change.kind in (ChangeKind.ENDED, ChangeKind.CLOSED) or snap.ended_at is not None:
             await self._call_gone(key, now)
@@ -347,6 +356,8 @@ class RoutingService:
     async def _on_resync(self, message: LiveCallsResynced, now: datetime) -> None:
         keys = set(self._calls) | set(self._connections) | {c.key for c in self.board.waiting_calls()}
         for key in keys:
+            if self.hooks is not None and self.hooks.is_virtual(key):
+                continue  # a queue callback: no call in Asterisk until its customer is dialled
             if key.pbx == message.pbx and key not in message.live:
                 await self._call_gone(key, now)
         if self._paused:
@@ -377,7 +388,10 @@ class RoutingService:
             if now >= deferred.at and not self._paused:
                 del self._deferred[key]
                 snap = self._calls.get(key)
-                if snap is not None and snap.phase is CallPhase.WAITING and key not in self._connections:
+                waiting = snap is not None and snap.phase is CallPhase.WAITING
+                if snap is None and self.hooks is not None and self.hooks.is_virtual(key):
+                    waiting = True  # a queue callback to dial again: nobody is on the line
+                if waiting and key not in self._connections:
                     await self._put_on_line(deferred.call, now, decide=True)
         if not self._paused:
             for key, conn in list(self._connections.items()):
@@ -478,6 +492,9 @@ class RoutingService:
         self._connections.pop(key, None)
         if conn.answered:
             wrap_up = self._service(conn.service).wrap_up_seconds
+            talking = self.board.agent_state(conn.agent_id)
+            if talking is not None and talking.status is AgentStatus.ON_CALL:
+                self.handle_times.record(conn.service, (now - talking.since).total_seconds() + wrap_up)
             await self._agent_event(conn.agent_id, Hangup(wrap_up), now)
         else:
             await self._agent_event(conn.agent_id, CancelReservation("caller_abandoned"), now)
@@ -525,6 +542,9 @@ class RoutingService:
         agent_id = decision.agent_id
         assert agent_id is not None
         key = decision.call
+        if key not in self._calls and self.hooks is not None and self.hooks.is_virtual(key):
+            await self.hooks.connect_virtual(decision, now)  # a queue callback: dial the customer
+            return
         call = self.board.remove_call(key)
         taken = await self.live.take_call(key)
         snap = self._calls.get(key)
@@ -601,8 +621,10 @@ class RoutingService:
             await self.live.take_call(call.key)
             await self._put_on_line(call.moved_to(target.target, now), now, decide=True)
             return
-        # Voicemail and callback overflows are the IVR's to carry out; until then the caller keeps
-        # waiting in line (the decision log says the overflow fell due).
+        if self.hooks is not None and await self.hooks.overflow(call, target, now):
+            return
+        # Without hooks (or when they could not carry it out), voicemail and callback overflows
+        # leave the caller waiting in line; the decision log says the overflow fell due.
         self.board.put_call(call)
 
     # ------------------------------------------------------------------ agents
@@ -722,6 +744,17 @@ class RoutingService:
             QueueView(name, tuple(by_service.get(name, ())), connecting.get(name, 0), self.board.ready_agents)
             for name in names
         ]
+
+    def waiting_view(self) -> LineView:
+        """The line as the waiting callers' announcements see it (read without the lock: one
+        synchronous look at the board between two of the loop's awaits)."""
+        agents = []
+        for agent_id, profile in self._profiles.items():
+            state = self.board.agent_state(agent_id)
+            if state is not None and profile.active:
+                agents.append((profile.agent, state))
+        services = {name: config.routing for name, config in self._services.items()}
+        return self.board.waiting_calls(), dict(self._calls), services, agents
 
     async def decisions(self, limit: int = 100) -> list[Decision]:
         return await self.live.recent_decisions(limit)

@@ -36,9 +36,10 @@ async def test_migrations_build_exactly_the_model_schema(empty_db_url: str) -> N
         async with engine.connect() as conn:
             assert await conn.run_sync(_schema_diff) == []
             version_table = sa.table(db.VERSION_TABLE, sa.column("version_num"))
-            version = await conn.scalar(sa.select(version_table.c.version_num))
-            head = ScriptDirectory.from_config(db.alembic_config(empty_db_url)).get_current_head()
-            assert version == head
+            # Capabilities add migrations on branches from one revision: the database is at every head.
+            versions = set(await conn.scalars(sa.select(version_table.c.version_num)))
+            heads = set(ScriptDirectory.from_config(db.alembic_config(empty_db_url)).get_heads())
+            assert versions == heads
     finally:
         await engine.dispose()
 

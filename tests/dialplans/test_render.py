@@ -181,7 +181,10 @@ def test_dialplan_per_service_mode() -> None:
     assert unknown[1:] == ["n,Answer()", "n,Playback(ss-noservice)", "n,Hangup()"]
     wait = section(text, "cti-wait")
     assert wait["exten"] == ["s,1,UserEvent(CallPhase,Phase: waiting)"]
-    assert "n,MusicOnHold(default)" in wait["same"]
+    # Music in slices, announcements between them, music only when the platform says so.
+    assert 'n,MusicOnHold(default,${IF($["${CTI_WAIT_EVERY}" = ""]?3:${CTI_WAIT_EVERY})})' in wait["same"]
+    assert "n(forever),MusicOnHold(default)" in wait["same"]
+    assert "n,SayNumber(${CTI_WAIT_POSITION})" in wait["same"]
     agents = section(text, "cti-agents")
     assert agents["exten"] == ["1001,1,Dial(PJSIP/1001,30,rT)", "1002,1,Dial(PJSIP/1002,30,rT)"]
 
