@@ -6,6 +6,7 @@ Recordings and crm never import each other; this module maps crm's records to re
 
 from __future__ import annotations
 
+import asyncio
 from datetime import datetime
 
 from crm import recordings as crm_recordings
@@ -24,6 +25,9 @@ from recordings.service import (
     purge_expired,
 )
 
+#: Waits between attempts to put a recording on a call log that is not written yet.
+LINK_RETRY_SECONDS = (0.5, 1.0, 2.0, 4.0, 8.0)
+
 
 def _view(record: crm_recordings.RecordingRecord) -> RecordingView:
     return RecordingView(
@@ -35,7 +39,7 @@ def _view(record: crm_recordings.RecordingRecord) -> RecordingView:
 
 def recording_ports(sessionmaker: SessionMaker) -> RecordingPorts:
     async def store(filed: FiledRecording) -> None:
-        await crm_recordings.store_recording(
+        record, _ = await crm_recordings.store_recording(
             sessionmaker,
             pbx=filed.pbx,
             linkedid=filed.linkedid,
@@ -48,6 +52,13 @@ def recording_ports(sessionmaker: SessionMaker) -> RecordingPorts:
             started_at=filed.started_at,
             now=datetime.now(filed.started_at.tzinfo),
         )
+        # The call log writer may not have written the call's row yet: link it when it has.
+        for delay in LINK_RETRY_SECONDS:
+            if record.call_log_id is not None:
+                return
+            await asyncio.sleep(delay)
+            if await crm_recordings.link_call_log(sessionmaker, filed.pbx, filed.linkedid) is not None:
+                return
 
     async def expired(before: datetime) -> list[StoredFiles]:
         found = await crm_recordings.expired_recordings(sessionmaker, before)
