@@ -211,9 +211,13 @@ class RecordingService:
         """
         call = self.call_of(agent_id)
         live = self._live.get(call.key)
-        if live is None or live.state is RecordingState.STOPPED:
+        if live is not None and live.state is RecordingState.STOPPED:
+            raise NotRecording(f"the recording of agent {agent_id}'s call has ended")
+        if live is None and not self._expected(call):
             raise NotRecording(f"the call of agent {agent_id} is not being recorded")
-        channel = live.channel
+        # Without Asterisk's MixMonitorStart (the platform started after the call did), the policy
+        # says the dialplan recorded the caller's channel: ask, and let Asterisk's answer decide.
+        channel = live.channel if live is not None else call.anchor_channel
         if not channel or any(bad in channel for bad in _FORBIDDEN):
             raise NotRecording(f"the call of agent {agent_id} has no usable recording channel")
         wanted = RecordingState.PAUSED if paused else RecordingState.ACTIVE
@@ -227,6 +231,8 @@ class RecordingService:
                     {"Channel": channel, "Direction": "both", "State": "1" if paused else "0"},
                 )
             except ActionFailed as exc:
+                if live is None:  # no MixMonitor on the channel after all
+                    raise NotRecording(f"the call of agent {agent_id} is not being recorded") from exc
                 raise PbxUnavailable(f"Asterisk refused: {exc.message}") from exc
             except LinkDown as exc:
                 raise PbxUnavailable("the link to Asterisk is down") from exc

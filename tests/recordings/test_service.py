@@ -234,13 +234,32 @@ async def test_no_call_in_a_state_that_allows_it(running, call: CallSnapshot | N
     assert pbx.sent == []
 
 
-async def test_a_call_not_recorded_cannot_be_paused(running) -> None:
+async def test_a_call_not_recorded_by_policy_cannot_be_paused(running) -> None:
     service, bus, pbx, _, _ = running
-    bus.publish(CallChange(ChangeKind.UPDATED, snap()))
+    bus.publish(CallChange(ChangeKind.UPDATED, CallSnapshot(**{**_fields(snap()), "dnis": "8009"})))
     await settle()
     with pytest.raises(NotRecording):
         await service.set_paused("1001", True)
     assert pbx.sent == []
+
+
+async def test_a_recording_started_before_the_platform_is_paused_on_the_callers_channel(running) -> None:
+    """No MixMonitorStart seen (the platform started mid-call): the policy says the dialplan records
+    the caller's channel, so the platform asks Asterisk, whose event alone confirms."""
+    service, bus, pbx, _, _ = running
+    bus.publish(CallChange(ChangeKind.UPDATED, snap()))
+    await settle()
+    assert await service.set_paused("1001", True) is RecordingState.PAUSED
+    assert pbx.sent == [("MixMonitorMute", {"Channel": CHANNEL, "Direction": "both", "State": "1"})]
+
+
+async def test_when_asterisk_has_no_recording_on_the_channel_the_call_is_not_recorded(running) -> None:
+    service, bus, pbx, _, _ = running
+    pbx.fail = ActionFailed("MixMonitorMute", "Cannot set mute flag")
+    bus.publish(CallChange(ChangeKind.UPDATED, snap()))
+    await settle()
+    with pytest.raises(NotRecording):
+        await service.set_paused("1001", True)
 
 
 @pytest.mark.parametrize("failure", [ActionFailed("MixMonitorMute", "No such channel"), LinkDown()])
