@@ -18,11 +18,17 @@ routing service's ``ActionSink``:
   service's line and routing picks an agent;
 * blind, to a number: ``Redirect`` of the caller to ``cti-outside,<digits>``, the number checked as
   E.164 with ``phonenumbers`` so that only digits reach the dial string;
-* attended: ``Atxfer`` on the agent's leg to ``cti-consult,<agent>``: Asterisk's own attended
-  transfer (the caller hears music, the agent talks to the target);
-* complete: ``Hangup`` of the agent's leg (Asterisk completes an attended transfer when the
-  transferring agent leaves); cancel: ``CancelAtxfer`` (Asterisk gives the agent back the caller).
+* attended: one ``Redirect`` of the caller to ``cti-hold`` (music) with ``ExtraChannel`` the agent's
+  leg to ``cti-consult,<agent>``, where it dials the target; the agent talks to the target;
+* complete: ``Bridge`` of the caller and the target's leg, then ``Hangup`` of the agent's leg;
+* cancel: ``Hangup`` of the target's leg, then ``Bridge`` of the caller and the agent's leg (also
+  done on its own when the target does not answer or hangs up during the consultation).
 
+(Asterisk's own attended transfer, AMI ``Atxfer``, needs transfer features on the agent's side of
+every routed call: a phone's ``#`` would then blind-transfer behind routing's back. The consultation
+built from hold and ``Bridge`` needs nothing enabled on the agents' phones.)
+
+Complete and cancel are two actions: the second is sent only after Asterisk accepted the first.
 An action is never sent twice. ``ActionFailed`` (Asterisk said no: the channel is gone, say) and
 ``LinkDown`` (nothing written) undo what was prepared (a target agent's reservation); a lost answer
 (``ActionOutcomeUnknown`` or a timeout) keeps it, and the calls that follow say what happened.
@@ -198,25 +204,30 @@ def blind_transfer_action(caller_channel: str, target: Target) -> Action:
     return _redirect(caller_channel, OUTSIDE_CONTEXT, target.value)
 
 
-def attended_transfer_action(agent_channel: str, target_agent: str) -> Action:
-    """Asterisk's attended transfer on the agent's leg: it dials ``<target>@cti-consult``."""
-    return (
-        "Atxfer",
-        {
-            "Channel": check_channel(agent_channel),
-            "Exten": check_agent_id(target_agent),
-            "Context": CONSULT_CONTEXT,
-        },
-    )
+def attended_transfer_action(caller_channel: str, agent_channel: str, target_agent: str) -> Action:
+    """The caller to music on hold and the agent's leg to ``<target>@cti-consult`` (it dials the
+    target): one Redirect moving both at once, as for hold."""
+    name, headers = _redirect(caller_channel, HOLD_CONTEXT, "s")
+    headers |= {
+        "ExtraChannel": check_channel(agent_channel),
+        "ExtraContext": CONSULT_CONTEXT,
+        "ExtraExten": check_agent_id(target_agent),
+        "ExtraPriority": "1",
+    }
+    return name, headers
 
 
-def complete_transfer_action(agent_channel: str) -> Action:
-    """The transferring agent leaves: Asterisk joins the caller and the target."""
-    return ("Hangup", {"Channel": check_channel(agent_channel), "Cause": "16"})
+def complete_transfer_actions(caller_channel: str, agent_channel: str, target_channel: str) -> list[Action]:
+    """The caller joins the target; then the transferring agent's leg ends."""
+    return [resume_action(caller_channel, target_channel), hangup_action(agent_channel)]
 
 
-def cancel_transfer_action(agent_channel: str) -> Action:
-    return ("CancelAtxfer", {"Channel": check_channel(agent_channel)})
+def cancel_transfer_actions(
+    caller_channel: str, agent_channel: str, target_channel: str | None
+) -> list[Action]:
+    """The target's leg ends (if it is still there); then the caller is back with the agent."""
+    first = [hangup_action(target_channel)] if target_channel else []
+    return [*first, resume_action(caller_channel, agent_channel)]
 
 
 # ---------------------------------------------------------------------- live: the calls' control
@@ -239,6 +250,7 @@ class PendingTransfer:
     agent_channel: str
     since: datetime
     target_leg_seen: bool = False  # attended: the consultation reached the target's phone
+    completing: bool = False  # attended: the caller was bridged to the target
 
 
 @dataclass
@@ -271,6 +283,7 @@ class CallControl:
     _transfers: dict[CallKey, PendingTransfer] = field(default_factory=dict)
     _moved_to_service: dict[CallKey, str] = field(default_factory=dict)
     _left: set[CallKey] = field(default_factory=set)
+    _controlled: set[CallKey] = field(default_factory=set)  # legs moved by hold or a consultation
 
     # ------------------------------------------------------------------ reading
 
@@ -306,6 +319,7 @@ class CallControl:
                 raise NoCall(f"agent {agent_id}'s call is being transferred")
             leg = self._leg(snap, agent_id)
             held = HeldCall(agent_id, leg, self.service.clock())
+            self._controlled.add(snap.key)
             try:
                 await self._send(hold_action(snap.anchor_channel, leg))
             except OutcomeUnknown:
@@ -350,10 +364,12 @@ class CallControl:
             if target.kind is TargetKind.AGENT:
                 await self._reserve(target.value, key, conn.service, now)
             if mode is TransferMode.ATTENDED:
-                action = attended_transfer_action(leg, target.value)
+                action = attended_transfer_action(snap.anchor_channel, leg, target.value)
             else:
                 action = blind_transfer_action(snap.anchor_channel, target)
             self._transfers[key] = pending
+            if mode is TransferMode.ATTENDED:
+                self._controlled.add(key)
             if target.kind is TargetKind.SERVICE:
                 self._moved_to_service[key] = target.value
             try:
@@ -372,17 +388,23 @@ class CallControl:
             return ControlResult(key, agent_id, state, target)
 
     async def complete(self, agent_id: str) -> ControlResult:
+        """Join the caller and the target; the transferring agent's leg ends."""
         async with self.service.lock:
             snap, pending = self._attended(agent_id)
-            await self._send(complete_transfer_action(pending.agent_channel))
+            target_leg = agent_leg(snap, pending.target.value)
+            if target_leg is None:
+                raise NoCall(f"agent {pending.target.value}'s phone is not in the call (yet)")
+            bridge, hangup = complete_transfer_actions(snap.anchor_channel, pending.agent_channel, target_leg)
+            await self._send(bridge)
+            pending.completing = True
+            await self._send_quietly(hangup)  # if it fails, the agent's leg ends when the caller's does
             return ControlResult(snap.key, agent_id, "transferring", pending.target)
 
     async def cancel(self, agent_id: str) -> ControlResult:
+        """End the consultation: the agent is back with the caller; the target is free again."""
         async with self.service.lock:
             snap, pending = self._attended(agent_id)
-            await self._send(cancel_transfer_action(pending.agent_channel))
-            await self._undo(snap.key, pending, "transfer_cancelled")
-            self.health.transfers_cancelled += 1
+            await self._reconnect(snap, pending, "transfer_cancelled")
             return ControlResult(snap.key, agent_id, "talking")
 
     # ------------------------------------------------------------------ hooks (under the service's lock)
@@ -413,14 +435,26 @@ class CallControl:
                 self.health.transfers_completed += 1
             return False
         if pending.mode is TransferMode.BLIND:
-            if snap.phase is not CallPhase.WAITING or conn is None or conn.agent_id != pending.from_agent:
+            # Changes reach routing coalesced per call, so this reads where the call is now, not
+            # which steps it took: back to waiting (on its way to the target), ringing the target,
+            # or already talking to them.
+            moved = snap.phase is CallPhase.WAITING or snap.agent == target.value
+            if not moved or conn is None or conn.agent_id != pending.from_agent:
                 return False
-            # The caller left the first agent and is ringing the target.
             self._transfers.pop(key, None)
             self.health.transfers_completed += 1
             await self._end_for_agent(key, conn)
-            self.service.adopt_connection(key, target.value, conn.service, now)
-            return True
+            new = self.service.adopt_connection(key, target.value, conn.service, pending.since)
+            if snap.agent == target.value and snap.phase in (CallPhase.TALKING, CallPhase.HELD):
+                new.ringing = new.answered = True
+                await self.service.agent_event(target.value, Answer(), now)
+                return True
+            if snap.agent == target.value and snap.phase is CallPhase.RINGING_AGENT:
+                new.ringing = True
+                return True
+            # Waiting: still on its way to the target, unless it already rang there and came back
+            # (a ring-no-answer, which routing handles as for any call it connected).
+            return not any(m.phase is CallPhase.RINGING_AGENT and m.at >= pending.since for m in snap.history)
         # Attended.
         if snap.agent == target.value and conn is not None and conn.agent_id == pending.from_agent:
             self._transfers.pop(key, None)
@@ -430,27 +464,38 @@ class CallControl:
             new.answered = new.ringing = True
             await self.service.agent_event(target.value, Answer(), now)
             return True
-        legs = _consult_legs(snap, target.value)
-        if legs:
+        if agent_leg(snap, target.value) is not None:
             pending.target_leg_seen = True
-        elif pending.target_leg_seen:
+        elif pending.target_leg_seen and not pending.completing:
             # The consultation ended without a transfer (the target hung up or never answered):
-            # Asterisk gave the agent back to the caller.
-            await self._undo(key, pending, "transfer_not_answered")
-            self.health.transfers_cancelled += 1
+            # the agent is given back the caller.
+            await self._reconnect(snap, pending, "transfer_not_answered", send_errors=False)
         return False
 
     async def on_gone(self, key: CallKey, now: datetime) -> None:
-        """The caller hung up: let go of whatever was prepared for the call."""
+        """The caller hung up: let go of whatever was prepared for the call, and end the agent's
+        leg if it was moved by call control (on hold, consulting, or bridged again by this module:
+        the dialplan cannot always end it by itself)."""
         self._left.discard(key)
         self._moved_to_service.pop(key, None)
+        legs: list[str] = []
         held = self._held.pop(key, None)
         if held is not None:
-            # The agent's leg waits in silence for a caller who is gone: end it.
-            await self._send_quietly(hangup_action(held.agent_channel))
+            legs.append(held.agent_channel)
         pending = self._transfers.pop(key, None)
         if pending is not None and pending.target.kind is TargetKind.AGENT:
             await self._release(pending.target.value, key, "caller_abandoned")
+            if pending.mode is TransferMode.ATTENDED:
+                legs.append(pending.agent_channel)
+        snap = self.service.call(key)
+        conn = self.service.connections().get(key)
+        if key in self._controlled and snap is not None and conn is not None:
+            leg = agent_leg(snap, conn.agent_id)
+            if leg is not None:
+                legs.append(leg)
+        self._controlled.discard(key)
+        for leg in dict.fromkeys(legs):
+            await self._send_quietly(hangup_action(leg))
 
     # ------------------------------------------------------------------ internals
 
@@ -499,6 +544,20 @@ class CallControl:
         if pending.target.kind is TargetKind.AGENT:
             await self._release(pending.target.value, key, reason)
 
+    async def _reconnect(
+        self, snap: CallSnapshot, pending: PendingTransfer, reason: str, *, send_errors: bool = True
+    ) -> None:
+        target_leg = agent_leg(snap, pending.target.value)
+        actions = cancel_transfer_actions(snap.anchor_channel, pending.agent_channel, target_leg)
+        if target_leg is not None:
+            await self._send_quietly(actions.pop(0))
+        if send_errors:
+            await self._send(actions[0])
+        else:
+            await self._send_quietly(actions[0])
+        await self._undo(snap.key, pending, reason)
+        self.health.transfers_cancelled += 1
+
     async def _end_for_agent(self, key: CallKey, conn: Connection) -> None:
         """The transferring agent's part of the call is over: wrap-up, as after a hang-up."""
         self.service.drop_connection(key)
@@ -527,10 +586,3 @@ class CallControl:
             await self._send(action)
         except (CallControlError, ValueError) as exc:
             log.info("call control: %s", exc)
-
-
-def _consult_legs(snap: CallSnapshot, target_agent: str) -> list[str]:
-    """The consultation's channels towards the target: its Local pair and the target's phone."""
-    local = f"Local/{target_agent}@{CONSULT_CONTEXT}-"
-    phone = f"PJSIP/{target_agent}-"
-    return [c for c in snap.channels if c.startswith((local, phone))]

@@ -186,7 +186,7 @@ def test_dialplan_per_service_mode() -> None:
     assert "n(forever),MusicOnHold(default)" in wait["same"]
     assert "n,SayNumber(${CTI_WAIT_POSITION})" in wait["same"]
     agents = section(text, "cti-agents")
-    assert agents["exten"] == ["1001,1,Dial(PJSIP/1001,30,rT)", "1002,1,Dial(PJSIP/1002,30,rT)"]
+    assert agents["exten"] == ["1001,1,Dial(PJSIP/1001,30,r)", "1002,1,Dial(PJSIP/1002,30,r)"]
 
 
 def test_manager_least_privilege_and_filters() -> None:
@@ -377,7 +377,6 @@ def test_call_control_contexts_and_the_outside_phone() -> None:
     pjsip = files["pjsip.conf"]
     assert section(pjsip, "outside", "aor")["contact"] == ["sip:outside@127.0.0.1:5069"]
     assert "!127.0.0.1:5069/32" in section(pjsip, "trunk", "identify")["match"]
-    assert "[featuremap]" in files["features.conf"] and "atxfer => *2" in files["features.conf"]
     # Without an outside phone, outside transfers reach no one: no endpoint, a "not in service" message.
     bare = render_pbx_config(params())
     assert section(bare["extensions.conf"], "cti-outside")["exten"] == ["_X.,1,Playback(ss-noservice)"]
@@ -391,4 +390,4 @@ def test_wiring_renders_the_ring_timeout_as_the_agents_dial_timeout() -> None:
     p = params_from_settings(settings, dirs=dataclasses.asdict(DIRS), ami_secret=SECRET, services=[])
     assert (p.dial_timeout, p.outside_port) == (17, 15069)
     agents = section(render_pbx_config(p)["extensions.conf"], "cti-agents")
-    assert agents["exten"][0].endswith(",Dial(PJSIP/1001,17,rT)")
+    assert agents["exten"][0].endswith(",Dial(PJSIP/1001,17,r)")

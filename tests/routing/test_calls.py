@@ -28,9 +28,9 @@ from routing.calls import (
     agent_leg,
     attended_transfer_action,
     blind_transfer_action,
-    cancel_transfer_action,
+    cancel_transfer_actions,
     check_channel,
-    complete_transfer_action,
+    complete_transfer_actions,
     hangup_action,
     hold_action,
     outside_digits,
@@ -47,6 +47,7 @@ __all__ = ["platform"]  # the real app's fixture, shared with test_api
 
 CALLER = "PJSIP/trunk-00000001"
 LEG = "PJSIP/1001-0000000a"
+TARGET = "PJSIP/1002-0000000e"
 
 # ---------------------------------------------------------------------- pure
 
@@ -118,12 +119,28 @@ def test_the_action_of_each_operation() -> None:
         to(CALLER, Target(TargetKind.NUMBER, "+86138&PJSIP/1001"))
     with pytest.raises(InvalidTarget):
         to(CALLER, Target(TargetKind.AGENT, "1002,T"))
-    assert attended_transfer_action(LEG, "1002") == (
-        "Atxfer",
-        {"Channel": LEG, "Exten": "1002", "Context": "cti-consult"},
+    assert attended_transfer_action(CALLER, LEG, "1002") == (
+        "Redirect",
+        {
+            "Channel": CALLER,
+            "Context": "cti-hold",
+            "Exten": "s",
+            "Priority": "1",
+            "ExtraChannel": LEG,
+            "ExtraContext": "cti-consult",
+            "ExtraExten": "1002",
+            "ExtraPriority": "1",
+        },
     )
-    assert complete_transfer_action(LEG) == ("Hangup", {"Channel": LEG, "Cause": "16"})
-    assert cancel_transfer_action(LEG) == ("CancelAtxfer", {"Channel": LEG})
+    assert complete_transfer_actions(CALLER, LEG, TARGET) == [
+        ("Bridge", {"Channel1": CALLER, "Channel2": TARGET, "Tone": "no"}),
+        ("Hangup", {"Channel": LEG, "Cause": "16"}),
+    ]
+    assert cancel_transfer_actions(CALLER, LEG, TARGET) == [
+        ("Hangup", {"Channel": TARGET, "Cause": "16"}),
+        ("Bridge", {"Channel1": CALLER, "Channel2": LEG, "Tone": "no"}),
+    ]
+    assert cancel_transfer_actions(CALLER, LEG, None) == [resume_action(CALLER, LEG)]
 
 
 def test_the_agents_leg_is_found_by_its_endpoint() -> None:
@@ -316,15 +333,10 @@ async def attended(h: Harness) -> CallSnapshot:
     await ready(h, "1002")
     result = await h.service.control.transfer("1001", TransferMode.ATTENDED, TargetKind.AGENT, "1002")
     assert result.state == "consulting"
-    assert h.sink.sent == [attended_transfer_action(LEG, "1002")]
+    assert h.sink.sent == [attended_transfer_action(CALLER, LEG, "1002")]
     assert await h.state("1002") is AgentStatus.RESERVED
-    # The caller hears music; the agent's consultation rings and reaches the target.
-    snap = replace(
-        h.step(snap, CallPhase.HELD, "1001"),
-        channels=(CALLER, LEG, "Local/1002@cti-consult-00000001;1", "Local/1002@cti-consult-00000001;2"),
-    )
-    await h.feed(snap)
-    snap = replace(snap, channels=(*snap.channels, "PJSIP/1002-0000000e"))
+    # The caller hears music; the agent's leg rings the target, who answers.
+    snap = replace(snap, channels=(CALLER, LEG, TARGET))
     await h.feed(snap)
     return snap
 
@@ -333,15 +345,18 @@ async def test_attended_transfer_completed(h: Harness) -> None:
     snap = await attended(h)
     result = await h.service.control.complete("1001")
     assert result.state == "transferring"
-    assert h.sink.sent[-1] == ("Hangup", {"Channel": LEG, "Cause": "16"})
+    assert h.sink.sent[1:] == complete_transfer_actions(CALLER, LEG, TARGET)
     assert await h.state("1001") is AgentStatus.ON_CALL  # until the call shows the target with the caller
-    snap = replace(h.step(snap, CallPhase.TALKING, "1002"), channels=(CALLER, "PJSIP/1002-0000000e"))
+    snap = replace(h.step(snap, CallPhase.TALKING, "1002"), channels=(CALLER, TARGET))
     await h.feed(snap)
     assert await h.state("1001") is AgentStatus.WRAP_UP
     assert await h.state("1002") is AgentStatus.ON_CALL
     assert h.service.control.health.transfers_completed == 1
     with pytest.raises(NoCall, match="1001 has no call"):
         await h.service.control.complete("1001")
+    ended = replace(h.step(snap, CallPhase.ENDED, "1002"), ended_at=h.clock(), end_reason=EndReason.HANGUP)
+    await h.feed(ended, ChangeKind.CLOSED)
+    assert await h.state("1002") is AgentStatus.WRAP_UP
 
 
 async def test_attended_transfer_cancelled(h: Harness) -> None:
@@ -350,19 +365,30 @@ async def test_attended_transfer_cancelled(h: Harness) -> None:
         await h.service.control.cancel("1002")
     result = await h.service.control.cancel("1001")
     assert result.state == "talking"
-    assert h.sink.sent[-1] == ("CancelAtxfer", {"Channel": LEG})
+    assert h.sink.sent[1:] == cancel_transfer_actions(CALLER, LEG, TARGET)
     assert await h.state("1001") is AgentStatus.ON_CALL
     assert await h.state("1002") is AgentStatus.READY
 
 
-async def test_a_consultation_the_target_never_answers_frees_the_target(h: Harness) -> None:
+async def test_a_consultation_the_target_never_answers_gives_the_agent_back_the_caller(h: Harness) -> None:
     snap = await attended(h)
-    snap = replace(h.step(snap, CallPhase.TALKING, "1001"), channels=(CALLER, LEG))
-    await h.feed(snap)
+    with pytest.raises(NoCall, match="already being transferred"):
+        await h.service.control.transfer("1001", TransferMode.BLIND, TargetKind.SERVICE, "8001")
+    await h.feed(replace(snap, channels=(CALLER, LEG)))  # the target's phone stopped ringing
+    assert h.sink.sent[1:] == [resume_action(CALLER, LEG)]
     assert await h.state("1002") is AgentStatus.READY
     assert await h.state("1001") is AgentStatus.ON_CALL
     with pytest.raises(NoCall, match="no attended transfer"):
         await h.service.control.complete("1001")
+
+
+async def test_a_caller_who_hangs_up_during_a_consultation_ends_the_agents_leg(h: Harness) -> None:
+    snap = await attended(h)
+    ended = replace(h.step(snap, CallPhase.ENDED, "1001"), ended_at=h.clock(), end_reason=EndReason.HANGUP)
+    await h.feed(ended, ChangeKind.ENDED)
+    assert h.sink.sent[-1] == hangup_action(LEG)
+    assert await h.state("1002") is AgentStatus.READY
+    assert await h.state("1001") is AgentStatus.WRAP_UP
 
 
 async def test_a_held_caller_who_hangs_up_ends_the_agents_waiting_leg(h: Harness) -> None:
