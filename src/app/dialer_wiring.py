@@ -36,6 +36,10 @@ def _stored(row: crm_campaigns.CampaignRow) -> StoredCampaign:
     )
 
 
+def _attempt(a: crm_campaigns.AttemptRecord) -> Attempt:
+    return Attempt(a.lead_id, a.number, a.channel_id, a.dialled_at, Outcome(a.outcome), a.ended_at)
+
+
 def _summary(record: crm_campaigns.ImportRecord) -> ImportSummary:
     return ImportSummary(
         record.id, record.campaign_id, record.filename, record.encoding, record.rows, record.added,
@@ -120,10 +124,7 @@ class CrmCampaignStore:
         ]
 
     async def attempts(self, lead_id: int) -> Sequence[Attempt]:
-        return [
-            Attempt(a.lead_id, a.number, a.channel_id, a.dialled_at, Outcome(a.outcome), a.ended_at)
-            for a in await crm_campaigns.lead_attempts(self._sm, lead_id)
-        ]
+        return [_attempt(a) for a in await crm_campaigns.lead_attempts(self._sm, lead_id)]
 
     async def add_do_not_call(
         self, number: str, reason: str, source: str, by: str | None, now: datetime
@@ -162,6 +163,48 @@ class CrmCampaignStore:
         self, names: Iterable[str], phones: Iterable[str]
     ) -> Mapping[str, frozenset[str]]:
         return await crm_campaigns.registry_hits(self._sm, names, phones)
+
+    async def lead(self, lead_id: int) -> LeadView:
+        try:
+            r = await crm_campaigns.get_lead(self._sm, lead_id)
+        except crm_service.NotFound as exc:
+            raise UnknownRecord(f"lead {lead_id}") from exc
+        fields = {str(k): str(v) for k, v in r.fields.items()}
+        lead = Lead(r.id, r.campaign_id, r.phone_e164, r.name, r.consent, r.customer_id, fields)
+        return LeadView(lead, r.status, r.next_attempt_at, r.done_reason)
+
+    async def begin_attempt(self, lead_id: int, channel_id: str, now: datetime) -> Attempt:
+        try:
+            return _attempt(await crm_campaigns.begin_attempt(self._sm, lead_id, channel_id, now))
+        except crm_service.Conflict as exc:
+            raise StoreConflict(str(exc)) from exc
+        except crm_service.NotFound as exc:
+            raise UnknownRecord(str(exc)) from exc
+
+    async def finish_attempt(
+        self, channel_id: str, outcome: Outcome, ended_at: datetime, detail: str
+    ) -> Attempt:
+        try:
+            return _attempt(
+                await crm_campaigns.finish_attempt(self._sm, channel_id, outcome.value, ended_at, detail)
+            )
+        except crm_service.Conflict as exc:
+            raise StoreConflict(str(exc)) from exc
+        except crm_service.NotFound as exc:
+            raise UnknownRecord(str(exc)) from exc
+
+    async def pending_attempts(self) -> list[Attempt]:
+        return [_attempt(a) for a in await crm_campaigns.pending_attempts(self._sm)]
+
+    async def schedule_lead(
+        self, lead_id: int, status: str, next_attempt_at: datetime | None, reason: str | None, now: datetime
+    ) -> None:
+        try:
+            await crm_campaigns.schedule_lead(
+                self._sm, lead_id, status=status, next_attempt_at=next_attempt_at, reason=reason, now=now
+            )
+        except crm_service.Conflict as exc:
+            raise StoreConflict(str(exc)) from exc
 
 
 def build_dialer_router(sessionmaker: SessionMaker, auth: AuthDeps) -> APIRouter:

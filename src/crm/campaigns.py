@@ -598,3 +598,11 @@ async def registry_hits(
             for registry, e164 in rows:
                 hits[registry].add(e164)
     return {name: frozenset(found) for name, found in hits.items()}
+
+
+async def get_lead(sm: SessionMaker, lead_id: int) -> LeadRecord:
+    async with sm() as session:
+        row = await session.get(DialerLead, lead_id)
+        if row is None:
+            raise NotFound(f"no lead {lead_id}")
+        return _lead(row)

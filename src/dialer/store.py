@@ -15,7 +15,7 @@ from datetime import date, datetime
 from typing import Protocol
 
 from dialer.leads import ImportResult
-from dialer.model import Attempt, Campaign, Lead
+from dialer.model import Attempt, Campaign, Lead, Outcome
 
 
 class StoreError(Exception):
@@ -112,3 +112,20 @@ class CampaignStore(Protocol):
     async def registry_numbers_among(
         self, names: Iterable[str], phones: Iterable[str]
     ) -> Mapping[str, frozenset[str]]: ...
+
+    async def lead(self, lead_id: int) -> LeadView: ...
+
+    async def begin_attempt(self, lead_id: int, channel_id: str, now: datetime) -> Attempt:
+        """Write a pending attempt before dialling; ``StoreConflict`` when the lead has a pending
+        attempt or is done, or the ChannelId was used before."""
+        ...
+
+    async def finish_attempt(
+        self, channel_id: str, outcome: Outcome, ended_at: datetime, detail: str
+    ) -> Attempt: ...
+
+    async def pending_attempts(self) -> list[Attempt]: ...
+
+    async def schedule_lead(
+        self, lead_id: int, status: str, next_attempt_at: datetime | None, reason: str | None, now: datetime
+    ) -> None: ...
