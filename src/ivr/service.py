@@ -7,9 +7,10 @@ dialplan continues to waiting) or ends it (``Hangup``). It tells the dialplan wh
 in the channel variable ``CTI_IVR_NEXT`` (``wait`` or ``hangup``); it sets nothing when it cannot run
 the flow (unknown DNIS, a failure), and the dialplan then takes the service's fallback.
 
-Every call into the rest of the platform has a deadline (``step_timeout``): a customer lookup that never
-returns (the database hangs, say) ends the session after that long, and the dialplan's fallback takes
-the caller, so nobody is kept in silence by a stalled dependency. A voicemail whose filing stalls is
+Every call into the rest of the platform, and speech synthesised on demand, has a deadline
+(``step_timeout``): a customer lookup that never returns (the database hangs, say) ends the session
+after that long, and the dialplan's fallback takes the caller, so nobody is kept in silence by a
+stalled dependency. A voicemail whose filing stalls is
 kept on disk (the log names the file) and the caller still hears the goodbye.
 
 The IVR does not import the customer record: :class:`IvrPorts` are plain async functions the root
@@ -340,7 +341,9 @@ class IvrService:
             await self._speak(call, spoken, language)
 
     async def _speak(self, call: _Call, text: str, language: str) -> None:
-        sound = await self.builder.speak_async(text, language)
+        # Synthesis on demand (a name, an amount) shares the step deadline: a stuck synthesiser
+        # must not keep the caller in silence either.
+        sound = await self._within_deadline("speech synthesis", self.builder.speak_async(text, language))
         await call.channel.stream(f"{self.pbx_sounds_dir}/{sound.sound}")
 
     async def _record(self, call: _Call, max_seconds: int, beep: bool) -> engine.Input:
