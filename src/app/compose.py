@@ -138,6 +138,7 @@ class Platform:
                 },
                 "calls": {k: (v.isoformat() if hasattr(v, "isoformat") else v) for k, v in calls.items()},
                 "call_log": {"pending": self.call_log.pending()},
+                "routing": self.routing.health_report(),
                 "bus": self.bus.stats(),
             }
 
