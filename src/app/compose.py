@@ -18,6 +18,7 @@ from fastapi import Depends, FastAPI
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Gauge, generate_latest
 from starlette.responses import Response
 
+from app.console_wiring import Consoles
 from app.dialer_wiring import build_dialer_router
 from app.recordings_wiring import build_recordings, recording_ports, recording_queries
 from app.routing_wiring import build_routing
@@ -73,6 +74,7 @@ class Platform:
         )
         self.ivr, self.agi = build_ivr(settings, self.sessionmaker, self.calls)
         self.routing = build_routing(settings, self.sessionmaker, self.bus, self.ami)
+        self.consoles = Consoles(settings, self.sessionmaker, self.bus, self.routing, self.ami)
         self.recordings = build_recordings(settings, self.sessionmaker, self.bus, self.ami)
         self.http = self._build_http()
         self._stopping = asyncio.Event()
@@ -90,6 +92,7 @@ class Platform:
             build_crm_router(self.sessionmaker, auth, lambda: self.token_secret, self.settings)
         )
         app.include_router(build_routing_router(self.routing, auth))
+        self.consoles.install(app, auth, lambda: self.token_secret)
         app.include_router(build_dialer_router(self.sessionmaker, auth))
         app.include_router(
             build_recordings_router(
@@ -178,6 +181,7 @@ class Platform:
                 calls = tasks.create_task(self.calls.run(), name="calls")
                 writer = tasks.create_task(self.call_log.run(), name="call-log")
                 routing = tasks.create_task(self.routing.run(), name="routing")
+                consoles = tasks.create_task(self.consoles.run(), name="consoles")
                 recordings = tasks.create_task(self.recordings.run(), name="recordings")
                 rec = self.settings.recordings
                 purge = tasks.create_task(
@@ -201,6 +205,7 @@ class Platform:
                 await web
                 calls.cancel()
                 routing.cancel()
+                consoles.cancel()
                 purge.cancel()
                 # Recordings of calls that ended are filed before the database goes away.
                 await self.recordings.drain(timeout=10.0)

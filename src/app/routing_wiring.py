@@ -153,4 +153,5 @@ def build_routing(
         ring_timeout_seconds=r.ring_timeout_seconds,
         connect_grace_seconds=r.connect_grace_seconds,
         on_offer=bus.publish,
+        on_agent_state=bus.publish,
     )

@@ -39,6 +39,7 @@ from datetime import UTC, datetime, timedelta
 from cti.bus import Subscription
 from cti.model import (
     AgentOffered,
+    AgentStateChanged,
     CallChange,
     CallKey,
     CallPhase,
@@ -191,6 +192,7 @@ class RoutingService:
         priority_rules: PriorityRules | None = None,
         agents_context: str = AGENTS_CONTEXT,
         on_offer: Callable[[AgentOffered], None] | None = None,
+        on_agent_state: Callable[[AgentStateChanged], None] | None = None,
     ) -> None:
         self.live = live
         self.actions = actions
@@ -204,6 +206,7 @@ class RoutingService:
         self.rules = priority_rules or PriorityRules()
         self.agents_context = agents_context
         self.on_offer = on_offer  # told before the agent's phone is rung (screen-pops); must not block
+        self.on_agent_state = on_agent_state  # told of every agent state routing holds; must not block
         self.board = RoutingBoard()
         self.health = RoutingHealth()
         self.loaded = asyncio.Event()
@@ -646,6 +649,19 @@ class RoutingService:
     # ------------------------------------------------------------------ agents
 
     def _board_agent(self, profile: AgentProfile, state: AgentState) -> None:
+        if self.on_agent_state is not None:
+            # Every state change passes here (events, reservations, loads): consoles follow it live.
+            self.on_agent_state(
+                AgentStateChanged(
+                    agent_id=state.agent_id,
+                    status=state.status.value,
+                    since=state.since,
+                    reason=state.reason,
+                    call=str(state.call) if state.call else None,
+                    service=state.service,
+                    wrap_up_until=state.wrap_up_until,
+                )
+            )
         if profile.active:
             self.board.put_agent(profile.agent, state)
         else:
