@@ -119,6 +119,7 @@ class _Dialling:
     agent_id: str
     key: CallKey
     answered: bool = False
+    offered: bool = False
 
 
 # ---------------------------------------------------------------------------------------- ports
@@ -151,7 +152,7 @@ class QueueCallbacks:
         link: OriginatingLink,
         pbx: str,
         *,
-        endpoint: str = "outbound",
+        endpoint: str = "outside",
         caller_id: str = "",
         ring_seconds: int = 30,
         max_attempts: int = 3,
@@ -270,21 +271,23 @@ class QueueCallbacks:
             self._spawn(
                 self._finished(dialling.pending.task_id, "done", f"{snap.key.pbx}/{snap.key.linkedid}")
             )
-        elif snap.phase is CallPhase.RINGING_AGENT and snap.agent and self.service.on_offer is not None:
-            self.service.on_offer(
-                AgentOffered(
-                    call=snap,
-                    agent_id=snap.agent,
-                    service=dialling.call.service,
-                    rule="queue callback",
-                    waited_seconds=(now - dialling.call.enqueued_at).total_seconds(),
-                    candidates=(),
-                    candidates_total=1,
-                    relaxed=False,
-                    at=now,
-                    callback=True,
+        elif snap.phase is CallPhase.RINGING_AGENT and snap.agent and not dialling.offered:
+            dialling.offered = True
+            if self.service.on_offer is not None:
+                self.service.on_offer(
+                    AgentOffered(
+                        call=snap,
+                        agent_id=snap.agent,
+                        service=dialling.call.service,
+                        rule="queue callback",
+                        waited_seconds=(now - dialling.call.enqueued_at).total_seconds(),
+                        candidates=(),
+                        candidates_total=1,
+                        relaxed=False,
+                        at=now,
+                        callback=True,
+                    )
                 )
-            )
         if gone:
             del self.dialling[snap.key]
             if not dialling.answered:

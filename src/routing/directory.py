@@ -45,7 +45,6 @@ class ServiceConfig:
     service_id: int
     dnis: str
     routing: ServiceRouting
-    time_zone: str = "UTC"  # the service's own (IANA); its local midnight ends its agents' day
 
 
 class RoutingDirectory(Protocol):

@@ -317,6 +317,7 @@ class WaitingAnnouncer:
         self.default_handle = default_handle
         self.interval = interval
         self.sent: dict[tuple[CallKey, str], dict[str, str]] = {}  # (call, channel) -> variables set
+        self._sounds: dict[tuple[str, str], str | None] = {}  # (language, words) -> sound, once built
         self.setvars = 0
         self.failures = 0
 
@@ -350,10 +351,14 @@ class WaitingAnnouncer:
     async def _update(self, key: CallKey, channel: str, announcement: Announcement) -> int:
         sound = None
         if announcement.every and announcement.language != "en" and self.sound is not None:
-            try:
-                sound = await self.sound(announcement)
-            except Exception as exc:  # English from Asterisk's own sounds beats silence
-                log.warning("announcement prompt not built (%s); saying it in English", exc)
+            words = (announcement.language, announcement.text())
+            if words not in self._sounds:
+                try:
+                    self._sounds[words] = await self.sound(announcement)
+                except Exception as exc:  # English from Asterisk's own sounds beats silence
+                    log.warning("announcement prompt not built (%s); saying it in English", exc)
+                    self._sounds[words] = None
+            sound = self._sounds[words]
         wanted = (
             announcement.variables(sound)
             if announcement.every

@@ -1,25 +1,44 @@
 """Queue callbacks keep the caller's place: pure tests of their keys, dial strings and ordering
-against the live policy (``RoutingBoard``)."""
+against the live policy (``RoutingBoard``), then the router with its hooks stepped by hand
+(overflow, one Originate per dial, the outcomes)."""
 
 from __future__ import annotations
 
+import asyncio
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from cti.model import CallKey
-from routing.callbacks import callback_channel, callback_key, callback_waiting_call, task_of
+from cti.bus import Bus
+from cti.model import AgentOffered, CallKey, CallPhase, CallSnapshot, ChangeKind, Direction, PhaseMark
+from cti.ports import ActionOutcomeUnknown
+from routing import handlers
+from routing.callbacks import (
+    CallbackPorts,
+    QueueCallbacks,
+    callback_channel,
+    callback_key,
+    callback_waiting_call,
+    task_of,
+)
+from routing.directory import AgentProfile, InMemoryDirectory
 from routing.model import (
     Agent,
     AgentState,
     AgentStatus,
+    Login,
     Overflow,
     OverflowKind,
+    Ready,
     ServiceRouting,
     SkillNeed,
     WaitingCall,
 )
 from routing.policy import Outcome, RoutingBoard
+from routing.service import RoutingService
+from routing.state import InProcessLiveState
+from tests.routing.test_service import Clock, Harness, RecordingSink
 
 T0 = datetime(2026, 11, 22, 9, 0, 0, tzinfo=UTC)
 SUPPORT = ServiceRouting(
@@ -123,3 +142,206 @@ def test_the_dial_string_is_the_number_at_the_outbound_endpoint(number, endpoint
 def test_anything_else_never_reaches_an_originate(number, endpoint) -> None:
     with pytest.raises(ValueError):
         callback_channel(number, endpoint)
+
+
+# --- the router with its hooks: overflow, dialling, outcomes ------------------------------------------
+# The service runs on the real in-process live state and directory; Asterisk's side is an action
+# sink that records what would be written (``tests/routing/test_service.py``'s), because these tests
+# step the clock by hand. ``tests/e2e/test_waiting.py`` runs the same path against the sandbox PBX.
+
+
+class Link(RecordingSink):
+    """The sink as an ``OriginatingLink`` too: its channel list is what the test says is live."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.live_ids: list[str] = []
+
+    async def send_list(self, action, headers=None):
+        return {"Response": "Success"}, [{"Uniqueid": uid} for uid in self.live_ids]
+
+    async def wait_connected(self, timeout: float) -> None:
+        return None
+
+    def originates(self) -> list[dict[str, str]]:
+        return [h for a, h in self.sent if a == "Originate"]
+
+
+class Tasks:
+    """The customer record's side, in memory: booked tasks and what became of them."""
+
+    def __init__(self) -> None:
+        self.booked: dict[int, str] = {}
+        self.finished: list[tuple[int, str, str | None]] = []
+        self.voicemails: list[tuple[CallKey, str]] = []
+
+    def ports(self) -> CallbackPorts:
+        async def book(call: CallSnapshot, number: str) -> tuple[int, str]:
+            task_id = 100 + len(self.booked)
+            self.booked[task_id] = "+86" + number
+            return task_id, self.booked[task_id]
+
+        async def finished(task_id: int, status: str, call_key: str | None) -> None:
+            self.finished.append((task_id, status, call_key))
+            self.booked.pop(task_id, None)
+
+        async def pending() -> dict[int, str]:
+            return dict(self.booked)
+
+        async def file_voicemail(call: CallSnapshot, name: str) -> None:
+            self.voicemails.append((call.key, name))
+
+        return CallbackPorts(book, finished, pending, file_voicemail)
+
+
+@pytest.fixture
+async def cb():
+    clock, link, tasks = Clock(), Link(), Tasks()
+    offers: list[AgentOffered] = []
+    service = RoutingService(
+        subscription=handlers.subscribe(Bus()), live=InProcessLiveState(), actions=link,
+        directory=InMemoryDirectory({1: ("8000", "support")}), clock=clock, default_wrap_up_seconds=0,
+        on_offer=offers.append,
+    )  # fmt: skip
+    callbacks = QueueCallbacks(service, tasks.ports(), link, "pbx1", max_attempts=2, retry_seconds=10)
+    await service._load(clock())
+    overflow = Overflow(OverflowKind.CALLBACK, "")
+    await service.save_service(
+        1,
+        ServiceRouting(
+            "", needs=(SkillNeed("mandarin"),), max_wait_seconds=60, overflow=overflow, wrap_up_seconds=0
+        ),
+    )
+    await service.save_agent(AgentProfile(Agent("1001", "李娜", {"mandarin": 8})))
+    h = Harness(clock, link, service)
+    yield h, link, tasks, callbacks, offers
+    await callbacks.close()
+
+
+async def settle() -> None:
+    for _ in range(5):
+        await asyncio.sleep(0)
+
+
+async def overflow_to_callback(h: Harness, link: Link) -> CallKey:
+    await h.feed(h.call(1))
+    await h.tick(61)
+    redirect = {
+        "Channel": "PJSIP/trunk-00000001", "Context": "cti-overflow", "Exten": "callback", "Priority": "1"
+    }  # fmt: skip
+    assert link.sent[-1] == ("Redirect", redirect)
+    (waiting,) = await h.service.live.waiting_calls()
+    assert waiting.key == CallKey("pbx1", "callback-100") and waiting.enqueued_at == T0
+    return waiting.key
+
+
+def customer_call(h: Harness, channel_id: str, phase: CallPhase, agent: str | None = None) -> CallSnapshot:
+    now = h.clock()
+    return CallSnapshot(
+        CallKey("pbx1", channel_id), phase, Direction.INTERNAL, now, "", "", "",
+        f"PJSIP/outside-{channel_id}", channel_id, agent=agent,
+        history=(PhaseMark(CallPhase.ARRIVING, now), PhaseMark(phase, now)),
+    )  # fmt: skip
+
+
+async def test_the_callback_is_dialled_once_for_the_chosen_agent_and_marked_done_when_answered(cb) -> None:
+    h, link, tasks, _, offers = cb
+    await overflow_to_callback(h, link)
+    await h.service.change_agent("1001", Login())
+    await h.service.change_agent("1001", Ready())
+    await settle()
+    (originate,) = link.originates()
+    channel_id = originate["ChannelId"]
+    assert channel_id.startswith("cti-cb-")
+    assert (originate["Channel"], originate["Context"], originate["Exten"]) == (
+        "PJSIP/+8613800138001@outside", "cti-callback", "1001"
+    )  # fmt: skip
+    assert await h.state("1001") is AgentStatus.RESERVED
+    assert await h.service.live.waiting_calls() == []
+    await h.feed(customer_call(h, channel_id, CallPhase.RINGING_AGENT, "1001"))
+    assert [(o.agent_id, o.callback) for o in offers] == [("1001", True)]
+    await h.feed(customer_call(h, channel_id, CallPhase.TALKING, "1001"))
+    await settle()
+    assert await h.state("1001") is AgentStatus.ON_CALL
+    assert tasks.finished == [(100, "done", f"pbx1/{channel_id}")]
+    ended = replace(customer_call(h, channel_id, CallPhase.ENDED, "1001"), ended_at=h.clock())
+    await h.feed(ended, ChangeKind.ENDED)
+    assert await h.state("1001") is AgentStatus.READY
+    assert len(link.originates()) == 1
+
+
+async def test_an_unanswered_callback_goes_back_in_line_with_its_place_then_fails(cb) -> None:
+    h, link, tasks, _, _ = cb
+    key = await overflow_to_callback(h, link)
+    await h.service.change_agent("1001", Login())
+    await h.service.change_agent("1001", Ready())
+    await settle()
+    channel_id = link.originates()[0]["ChannelId"]
+    # The customer never answered: the call appears and ends without reaching the agent.
+    gone = replace(customer_call(h, channel_id, CallPhase.ENDED), ended_at=h.clock())
+    await h.feed(gone, ChangeKind.ENDED)
+    assert await h.state("1001") is AgentStatus.READY
+    assert len(link.originates()) == 1  # not dialled again at once
+    await h.tick(11)
+    await settle()
+    assert len(link.originates()) == 2  # after the retry delay, with the same place
+    second = link.originates()[1]["ChannelId"]
+    assert second != channel_id
+    await h.feed(replace(customer_call(h, second, CallPhase.ENDED), ended_at=h.clock()), ChangeKind.ENDED)
+    assert tasks.finished == [(100, "failed", None)]  # max_attempts = 2
+    assert key not in {c.key for c in await h.service.live.waiting_calls()}
+
+
+async def test_a_lost_originate_answer_is_reconciled_and_never_resent(cb) -> None:
+    h, link, _, _, _ = cb
+    await overflow_to_callback(h, link)
+    link.fail_next.append(ActionOutcomeUnknown("link lost after writing"))
+    await h.service.change_agent("1001", Login())
+    await h.service.change_agent("1001", Ready())
+    await settle()
+    # Reconciled by its ChannelId: not among the live channels, so the dial did not happen. The
+    # agent is freed and the callback waits its retry; the Originate was written once.
+    assert len(link.originates()) == 1
+    assert await h.state("1001") is AgentStatus.READY
+    assert [c.key.linkedid for c in await h.service.live.waiting_calls()] == ["callback-100"]
+
+
+async def test_a_resync_keeps_the_callbacks_in_line(cb) -> None:
+    h, link, _, _, _ = cb
+    from cti.model import EndReason, LiveCallsResynced
+
+    key = await overflow_to_callback(h, link)
+    async with h.service._lock:
+        await h.service._on_message(LiveCallsResynced("pbx1", frozenset(), EndReason.HANGUP, h.clock()))
+    assert [c.key for c in await h.service.live.waiting_calls()] == [key]
+
+
+async def test_a_restarted_router_puts_back_the_callbacks_still_pending(cb) -> None:
+    h, link, tasks, _, _ = cb
+    key = await overflow_to_callback(h, link)
+    fresh = RoutingService(
+        subscription=handlers.subscribe(Bus()), live=h.service.live, actions=link,
+        directory=h.service.directory, clock=h.clock,
+    )  # fmt: skip
+    QueueCallbacks(fresh, tasks.ports(), link, "pbx1")
+    await fresh._load(h.clock())
+    assert [c.key for c in fresh.board.waiting_calls()] == [key]
+    assert fresh.hooks is not None and fresh.hooks.is_virtual(key)
+
+
+async def test_a_callback_booked_in_the_ivr_joins_the_line_from_when_the_caller_reached_it(cb) -> None:
+    h, link, _, callbacks, _ = cb
+    in_ivr = h.step(h.call(3), CallPhase.IN_IVR)
+    await h.feed(in_ivr)
+    reached = h.clock() - timedelta(seconds=30)
+    later = h.call(4)
+    await h.feed(later)  # a caller who joined the line after this one reached the IVR
+    virtual = await callbacks.book_for_call(
+        in_ivr.key, 7, "+8613800138003", skills=("billing",), language="zh", priority=5, since=reached
+    )
+    assert virtual.key == CallKey("pbx1", "callback-7") and virtual.service == "support"
+    assert virtual.enqueued_at == reached and virtual.priority == 5 and virtual.language == "zh"
+    assert {n.skill for n in virtual.needs} == {"mandarin", "billing"}
+    line = sorted(await h.service.live.waiting_calls(), key=lambda c: c.enqueued_at)
+    assert [c.key for c in line] == [virtual.key, later.key]
+    assert link.originates() == []  # nobody ready: it waits like a caller
