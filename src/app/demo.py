@@ -565,7 +565,11 @@ DEMO_AGENT_SKILLS: tuple[dict[str, int], ...] = (
     {"support": 8, "mandarin": 9, "sales": 4, "english": 6},
     {"support": 5, "mandarin": 5, "sales": 8, "english": 9},
 )
-DEMO_AGENT_LANGUAGES = frozenset({"zh-CN", "en"})
+#: Their languages, taken in turn like the skills: the support kind speaks Mandarin and English, the
+#: sales kind English only, so a caller in Mandarin (by the customer record or the IVR) is routed to
+#: a Mandarin speaker even on the sales line, and the decision log shows why.
+DEMO_AGENT_LANGUAGES_BY_KIND: tuple[frozenset[str], ...] = (frozenset({"zh-CN", "en"}), frozenset({"en"}))
+DEMO_AGENT_LANGUAGES = frozenset({"zh-CN", "en"})  # every language the simulated agents speak
 
 
 async def _agents_ready(platform: Platform, agent_ids: Sequence[str]) -> None:
@@ -573,7 +577,8 @@ async def _agents_ready(platform: Platform, agent_ids: Sequence[str]) -> None:
     the hold services are routed to their phones."""
     for n, agent_id in enumerate(agent_ids):
         skills = DEMO_AGENT_SKILLS[n % len(DEMO_AGENT_SKILLS)]
-        agent = Agent(agent_id, f"agent {agent_id}", skills, DEMO_AGENT_LANGUAGES)
+        languages = DEMO_AGENT_LANGUAGES_BY_KIND[n % len(DEMO_AGENT_LANGUAGES_BY_KIND)]
+        agent = Agent(agent_id, f"agent {agent_id}", skills, languages)
         await platform.routing.save_agent(AgentProfile(agent))
         if (await platform.routing.agent_state(agent_id)).status is AgentStatus.LOGGED_OUT:
             await platform.routing.change_agent(agent_id, Login())
