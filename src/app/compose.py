@@ -18,6 +18,7 @@ from fastapi import Depends, FastAPI
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Gauge, generate_latest
 from starlette.responses import Response
 
+from app.console_wiring import Consoles
 from app.dialer_wiring import build_dialer_router
 from app.recordings_wiring import build_recordings, recording_ports, recording_queries
 from app.routing_wiring import build_routing
@@ -76,6 +77,7 @@ class Platform:
         self.routing = build_routing(settings, self.sessionmaker, self.bus, self.ami)
         # Announcements, overflows to voicemail or a callback, and queue callbacks (routing's hooks).
         self.waiting = Waiting(settings, self.sessionmaker, self.routing, self.ami, self.ivr)
+        self.consoles = Consoles(settings, self.sessionmaker, self.bus, self.routing, self.ami)
         self.recordings = build_recordings(settings, self.sessionmaker, self.bus, self.ami)
         self.http = self._build_http()
         self._stopping = asyncio.Event()
@@ -93,6 +95,7 @@ class Platform:
             build_crm_router(self.sessionmaker, auth, lambda: self.token_secret, self.settings)
         )
         app.include_router(build_routing_router(self.routing, auth))
+        self.consoles.install(app, auth, lambda: self.token_secret)
         app.include_router(build_dialer_router(self.sessionmaker, auth))
         app.include_router(
             build_recordings_router(
@@ -141,6 +144,7 @@ class Platform:
                 },
                 "calls": {k: (v.isoformat() if hasattr(v, "isoformat") else v) for k, v in calls.items()},
                 "call_log": {"pending": self.call_log.pending()},
+                "routing": self.routing.health_report(),
                 "bus": self.bus.stats(),
             }
 
@@ -181,6 +185,7 @@ class Platform:
                 writer = tasks.create_task(self.call_log.run(), name="call-log")
                 routing = tasks.create_task(self.routing.run(), name="routing")
                 waiting = tasks.create_task(self.waiting.run(), name="routing-waiting")
+                consoles = tasks.create_task(self.consoles.run(), name="consoles")
                 recordings = tasks.create_task(self.recordings.run(), name="recordings")
                 rec = self.settings.recordings
                 purge = tasks.create_task(
@@ -205,6 +210,7 @@ class Platform:
                 calls.cancel()
                 routing.cancel()
                 waiting.cancel()
+                consoles.cancel()
                 purge.cancel()
                 # Recordings of calls that ended are filed before the database goes away.
                 await self.recordings.drain(timeout=10.0)

@@ -6,6 +6,8 @@ Routing and crm never import each other; this module maps crm's records to routi
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from crm import agents as crm_agents
 from crm import service as crm_service
 from crm.db import SessionMaker
@@ -87,7 +89,16 @@ class CrmRoutingDirectory:
             raise InvalidConfig(tuple(exc.loc), exc.message) from exc
 
     async def services(self) -> list[ServiceConfig]:
-        return [_routing(r) for r in await crm_agents.list_service_routing(self._sessionmaker)]
+        zones = await self._zones()
+        return [
+            replace(c, time_zone=zones.get(c.service_id, "UTC"))
+            for c in (_routing(r) for r in await crm_agents.list_service_routing(self._sessionmaker))
+        ]
+
+    async def _zones(self) -> dict[int, str]:
+        """Each service's time zone: its local midnight ends the day of the agents working for it."""
+        return {s.id: s.time_zone for s in await crm_service.list_services(self._sessionmaker)}
+
 
     async def save_service(self, service_id: int, routing: ServiceRouting) -> ServiceConfig:
         record = crm_agents.ServiceRoutingRecord(
@@ -112,7 +123,8 @@ class CrmRoutingDirectory:
             weight=routing.weight,
         )
         try:
-            return _routing(await crm_agents.save_service_routing(self._sessionmaker, record))
+            saved = _routing(await crm_agents.save_service_routing(self._sessionmaker, record))
+            return replace(saved, time_zone=(await self._zones()).get(saved.service_id, "UTC"))
         except crm_service.NotFound as exc:
             raise UnknownService(service_id) from exc
         except crm_service.InvalidInput as exc:
@@ -141,4 +153,5 @@ def build_routing(
         ring_timeout_seconds=r.ring_timeout_seconds,
         connect_grace_seconds=r.connect_grace_seconds,
         on_offer=bus.publish,
+        on_agent_state=bus.publish,
     )

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import contextlib
 import enum
+import hashlib
+import hmac
 import os
 import secrets
 from dataclasses import dataclass
@@ -138,6 +140,25 @@ def verify_token(token: str, secret: str, now: datetime) -> Principal:
     if not isinstance(username, str):
         raise InvalidToken("invalid token: no user name")
     return Principal(user_id=user_id, username=username, role=role)
+
+
+#: The cookie that carries a console's session token (HttpOnly); requests authenticated by it must
+#: also carry ``CSRF_HEADER`` with ``csrf_token(session token)`` (the page gets it, a foreign site cannot).
+SESSION_COOKIE = "cti_session"
+CSRF_HEADER = "X-CSRF-Token"
+
+
+def csrf_token(session_token: str, secret: str) -> str:
+    """The anti-forgery token bound to one session token (HMAC-SHA256 under the token secret)."""
+    digest = hmac.new(_key(secret), b"csrf:" + session_token.encode("utf-8"), hashlib.sha256)
+    return digest.hexdigest()
+
+
+def csrf_valid(session_token: str, candidate: str | None, secret: str) -> bool:
+    """True if ``candidate`` is the anti-forgery token of ``session_token`` (constant-time compare)."""
+    if not candidate:
+        return False
+    return hmac.compare_digest(csrf_token(session_token, secret), candidate)
 
 
 def load_or_create_secret(path: Path) -> str:

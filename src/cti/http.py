@@ -9,6 +9,10 @@ Every capability's router uses the same :class:`AuthDeps`, built once by the com
 FastAPI reads these annotations at route definition: in a module with ``from __future__ import
 annotations``, name the dependency through a module-level alias, not a local variable.
 
+A browser console may instead present its session token in the ``cti_session`` cookie, and then must
+send the matching anti-forgery token in ``X-CSRF-Token`` on every request (double submit bound to
+the session by HMAC): a request from another site carries the cookie but cannot know the token.
+
 Missing, malformed, forged or expired tokens give 401 with ``WWW-Authenticate: Bearer`` (RFC 6750);
 a valid token whose role is too low gives 403.
 """
@@ -20,10 +24,10 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Annotated
 
-from fastapi import Depends, HTTPException, status
+from fastapi import Depends, HTTPException, Request, status
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from cti.auth import InvalidToken, Principal, Role, verify_token
+from cti.auth import CSRF_HEADER, SESSION_COOKIE, InvalidToken, Principal, Role, csrf_valid, verify_token
 
 SecretProvider = Callable[[], str]
 Clock = Callable[[], datetime]
@@ -56,16 +60,28 @@ class AuthDeps:
         """
         return verify_token(token, self.secret_provider(), self.clock())
 
+    def session_token(self, request: Request) -> str:
+        """The token of a cookie session whose anti-forgery header matches; 401 otherwise."""
+        token = request.cookies.get(SESSION_COOKIE)
+        if not token:
+            raise _unauthorized("not authenticated", None)
+        if not csrf_valid(token, request.headers.get(CSRF_HEADER), self.secret_provider()):
+            raise HTTPException(status.HTTP_403_FORBIDDEN, detail="missing or wrong anti-forgery token")
+        return token
+
     def require(self, role: Role) -> Callable[..., Awaitable[Principal]]:
         """A dependency giving the caller's principal if their role includes ``role``."""
 
         async def dependency(
+            request: Request,
             credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
         ) -> Principal:
-            if credentials is None or credentials.scheme.lower() != "bearer" or not credentials.credentials:
-                raise _unauthorized("not authenticated", None)
+            if credentials is not None and credentials.scheme.lower() == "bearer" and credentials.credentials:
+                token = credentials.credentials
+            else:
+                token = self.session_token(request)
             try:
-                principal = self.authenticate(credentials.credentials)
+                principal = self.authenticate(token)
             except InvalidToken as exc:
                 raise _unauthorized("invalid or expired token", "invalid_token") from exc
             if not principal.role.includes(role):

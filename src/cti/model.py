@@ -194,6 +194,21 @@ class AgentOffered:
     callback: bool = False
 
 
+@dataclass(frozen=True, slots=True)
+class AgentStateChanged:
+    """An agent's live state as routing now holds it (published on every change, for consoles and
+    wallboards). ``status`` is routing's status name (``ready``, ``not_ready``, ``reserved``,
+    ``on_call``, ``wrap_up``, ``logged_out``); ``call`` is the call's key as text, if any."""
+
+    agent_id: str
+    status: str
+    since: datetime
+    reason: str | None = None
+    call: str | None = None
+    service: str | None = None
+    wrap_up_until: datetime | None = None
+
+
 class RecordingState(enum.StrEnum):
     """A call recording's state, as Asterisk last confirmed it."""
 

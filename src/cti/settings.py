@@ -199,6 +199,22 @@ class RecordingSettings(BaseModel):
         return 100 if policy == "all" else 0 if policy == "none" else int(policy[:-1])
 
 
+class ConsoleSettings(BaseModel):
+    """The agent console and the supervisor's wallboard."""
+
+    crm_pop_urls: dict[str, str] = Field(
+        default_factory=dict,
+        description="service name -> URL template (sandboxed jinja2) of an external CRM page opened beside "
+        "the console on a pop, e.g. https://crm.example/search?phone={{ ani_e164 | urlencode }}",
+    )
+    dispositions: list[str] = Field(
+        default_factory=lambda: ["resolved", "follow_up", "escalated", "wrong_number", "no_action"],
+        description="the disposition codes an agent picks from",
+    )
+    alert_longest_wait_seconds: float = Field(60.0, gt=0, description="wallboard alert: a wait longer")
+    alert_service_level: float = Field(0.8, ge=0, le=1, description="wallboard alert: level below")
+
+
 class Settings(BaseSettings):
     """Everything the platform can be told. See docs/operations.md for each value."""
 
@@ -216,6 +232,7 @@ class Settings(BaseSettings):
     routing: RoutingSettings = Field(default_factory=RoutingSettings)
     ivr: IvrSettings = Field(default_factory=IvrSettings)
     recordings: RecordingSettings = Field(default_factory=RecordingSettings)
+    console: ConsoleSettings = Field(default_factory=ConsoleSettings)
 
     @field_validator("default_region")
     @classmethod

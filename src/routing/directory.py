@@ -45,6 +45,7 @@ class ServiceConfig:
     service_id: int
     dnis: str
     routing: ServiceRouting
+    time_zone: str = "UTC"  # the service's own (IANA); its local midnight ends its agents' day
 
 
 class RoutingDirectory(Protocol):

@@ -33,12 +33,13 @@ import contextlib
 import logging
 import re
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, replace
+from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime, timedelta
 
 from cti.bus import Subscription
 from cti.model import (
     AgentOffered,
+    AgentStateChanged,
     CallChange,
     CallKey,
     CallPhase,
@@ -49,6 +50,7 @@ from cti.model import (
 )
 from cti.ports import ActionFailed, ActionOutcomeUnknown, ActionSink, LinkDown
 from routing.calls import CallControl
+from routing.days import DayBook, agent_zone
 from routing.directory import AgentProfile, RoutingDirectory, ServiceConfig, UnknownAgent
 from routing.model import (
     Agent,
@@ -61,6 +63,7 @@ from routing.model import (
     InvalidTransition,
     OverflowKind,
     PriorityRules,
+    ResetDay,
     RingNoAnswer,
     ServiceRouting,
     SkillNeed,
@@ -189,6 +192,7 @@ class RoutingService:
         priority_rules: PriorityRules | None = None,
         agents_context: str = AGENTS_CONTEXT,
         on_offer: Callable[[AgentOffered], None] | None = None,
+        on_agent_state: Callable[[AgentStateChanged], None] | None = None,
     ) -> None:
         self.live = live
         self.actions = actions
@@ -202,6 +206,7 @@ class RoutingService:
         self.rules = priority_rules or PriorityRules()
         self.agents_context = agents_context
         self.on_offer = on_offer  # told before the agent's phone is rung (screen-pops); must not block
+        self.on_agent_state = on_agent_state  # told of every agent state routing holds; must not block
         self.board = RoutingBoard()
         self.health = RoutingHealth()
         self.loaded = asyncio.Event()
@@ -217,6 +222,7 @@ class RoutingService:
         self._paused_at: datetime | None = None
         self._last_timer: datetime | None = None
         self.control = CallControl(self)  # hangup, hold, transfers of agents' calls (routing.calls)
+        self.days = DayBook()  # local midnights of the services' time zones (routing.days)
         # What waiting callers hear and where overflows and queue callbacks go (routing.callbacks);
         # set by the composition root, None in a router that only connects calls.
         self.hooks: WaitingHooks | None = None
@@ -284,6 +290,7 @@ class RoutingService:
 
     def _wake_moments(self, now: datetime) -> Iterable[datetime | None]:
         yield self.board.next_change_at(now)
+        yield self.days.next_at()
         for profile in self._profiles.values():
             state = self.board.agent_state(profile.agent.id)
             if state is not None and state.status is AgentStatus.WRAP_UP:
@@ -373,7 +380,19 @@ class RoutingService:
 
     # ------------------------------------------------------------------ time
 
+    async def _reset_days(self, now: datetime) -> None:
+        """At a zone's local midnight, today's counters go back to zero for the agents whose day
+        ends there (the zone of the service they last worked for; ``routing.days``)."""
+        zones = {name: config.time_zone for name, config in self._services.items()}
+        self.days.set_zones(zones.values(), now)
+        for ended in self.days.due(now):
+            for agent_id in list(self._profiles):
+                state = await self.live.get_agent(agent_id)
+                if state is not None and agent_zone(state, zones, self.days.default_zone) == ended:
+                    await self._agent_event(agent_id, ResetDay(), now, decide=False)
+
     async def _on_time(self, now: datetime) -> None:
+        await self._reset_days(now)
         for profile in list(self._profiles.values()):
             state = self.board.agent_state(profile.agent.id)
             if state is not None and state.wrap_up_due(now):
@@ -630,6 +649,19 @@ class RoutingService:
     # ------------------------------------------------------------------ agents
 
     def _board_agent(self, profile: AgentProfile, state: AgentState) -> None:
+        if self.on_agent_state is not None:
+            # Every state change passes here (events, reservations, loads): consoles follow it live.
+            self.on_agent_state(
+                AgentStateChanged(
+                    agent_id=state.agent_id,
+                    status=state.status.value,
+                    since=state.since,
+                    reason=state.reason,
+                    call=str(state.call) if state.call else None,
+                    service=state.service,
+                    wrap_up_until=state.wrap_up_until,
+                )
+            )
         if profile.active:
             self.board.put_agent(profile.agent, state)
         else:
@@ -761,6 +793,13 @@ class RoutingService:
 
     def connections(self) -> dict[CallKey, Connection]:
         return dict(self._connections)
+
+    def health_report(self) -> dict[str, int | bool]:
+        """Routing's counters for the platform's health details: decisions, redirects sent, failed
+        and of unknown outcome, reservations lost, whether routing is paused (the AMI link refused
+        an action; it resumes at the next resync), and call control's actions."""
+        control = {f"call_control_{k}": v for k, v in asdict(self.control.health).items()}
+        return {**asdict(self.health), "paused": self._paused, **control}
 
     # ------------------------------------------------------------------ for call control (routing.calls)
 

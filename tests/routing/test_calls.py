@@ -462,3 +462,13 @@ async def test_call_control_role_matrix(
 async def test_a_bad_transfer_target_is_a_422(platform: Platform, body: Any) -> None:
     response = await call(platform, "POST", "/api/agents/1001/call/transfer", Role.SUPERVISOR, body)
     assert response.status_code == 422, response.text
+
+
+async def test_routing_health_is_in_the_platform_health_details(platform: Platform) -> None:
+    response = await call(platform, "GET", "/api/health/details", Role.ADMIN)
+    assert response.status_code == 200, response.text
+    routing = response.json()["routing"]
+    for key in ("decisions", "redirects_sent", "redirects_failed", "redirects_unknown", "reservations_lost"):
+        assert routing[key] == 0
+    assert routing["paused"] is False
+    assert routing["call_control_actions_unknown"] == 0

@@ -1,0 +1,138 @@
+"""Wiring of the screen-pop hub and the consoles' pages: their ports onto the customer record and
+routing's live view, and their routes. Screenpop, agent_console, crm and routing never import each
+other; this module maps their values onto the plain dicts the console's messages carry."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from fastapi import FastAPI
+
+from agent_console.pages import build_router as build_pages_router
+from crm import console as crm_console
+from crm import service as crm_service
+from crm.db import SessionMaker
+from cti.bus import Bus
+from cti.http import AuthDeps
+from cti.ports import ActionSink
+from cti.settings import Settings
+from routing.service import RoutingService
+from screenpop import api as screenpop_api
+from screenpop import service as screenpop_service
+from screenpop.hub import Hub
+from screenpop.model import TicketBook
+
+
+class Consoles:
+    """The hub, the tickets and the screen-pop service of one platform."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        sessionmaker: SessionMaker,
+        bus: Bus,
+        routing: RoutingService,
+        actions: ActionSink,
+    ) -> None:
+        self.settings = settings
+        self.sessionmaker = sessionmaker
+        self.routing = routing
+        self.hub = Hub()
+        self.tickets = TicketBook()
+        c = settings.console
+        self.service = screenpop_service.ScreenpopService(
+            subscription=screenpop_service.subscribe(bus),
+            hub=self.hub,
+            ports=screenpop_service.ConsolePorts(
+                customer_card=self._card,
+                agents=self._agents,
+                queues=self._queues,
+                stats_today=self._stats_today,
+            ),
+            actions=actions,
+            thresholds=screenpop_service.Thresholds(
+                longest_wait_seconds=c.alert_longest_wait_seconds, service_level=c.alert_service_level
+            ),
+            crm_pop_urls=dict(c.crm_pop_urls),
+        )
+
+    async def run(self) -> None:
+        await self.service.run()
+
+    def install(self, app: FastAPI, auth: AuthDeps, secret_provider: Any) -> None:
+        settings = self.settings
+        app.include_router(
+            screenpop_api.build_router(
+                hub=self.hub,
+                service=self.service,
+                tickets=self.tickets,
+                auth=auth,
+                allowed_origins=lambda: list(settings.http.allowed_origins),
+            )
+        )
+        app.include_router(crm_console.build_router(self.sessionmaker, auth, settings))
+
+        async def authenticate(username: str, password: str) -> Any:
+            return await crm_service.authenticate(self.sessionmaker, username, password)
+
+        app.include_router(
+            build_pages_router(
+                auth=auth,
+                authenticate=authenticate,
+                secret_provider=secret_provider,
+                token_ttl_seconds=settings.auth.token_ttl_seconds,
+                dispositions=list(settings.console.dispositions),
+            )
+        )
+
+    # ------------------------------------------------------------------ ports
+
+    async def _card(self, customer_id: int) -> dict[str, Any] | None:
+        return await crm_console.customer_card(self.sessionmaker, customer_id)
+
+    async def _agents(self) -> list[dict[str, Any]]:
+        out = []
+        for profile, state in await self.routing.agents():
+            out.append(
+                {
+                    "id": profile.agent.id,
+                    "name": profile.agent.name,
+                    "team": profile.agent.team,
+                    "active": profile.active,
+                    "status": state.status.value,
+                    "since": state.since.isoformat(),
+                    "reason": state.reason,
+                    "call": str(state.call) if state.call else None,
+                    "service": state.service,
+                    "calls_handled": state.calls_handled,
+                }
+            )
+        return out
+
+    async def _queues(self) -> list[dict[str, Any]]:
+        now = datetime.now(UTC)
+        out = []
+        for q in await self.routing.queues():
+            waiting: list[dict[str, Any]] = [
+                {
+                    "call": str(c.key),
+                    "waited_seconds": round(max(0.0, (now - c.enqueued_at).total_seconds()), 1),
+                    "priority": c.priority,
+                }
+                for c in q.waiting
+            ]
+            out.append(
+                {
+                    "service": q.service,
+                    "waiting": waiting,
+                    "connecting": q.connecting,
+                    "ready_agents": q.ready_agents,
+                    "longest_wait_seconds": max((float(w["waited_seconds"]) for w in waiting), default=0.0),
+                }
+            )
+        return out
+
+    async def _stats_today(self) -> list[dict[str, Any]]:
+        midnight = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+        return await crm_console.service_stats_today(self.sessionmaker, midnight)

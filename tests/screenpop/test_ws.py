@@ -1,0 +1,285 @@
+"""The websocket ``/ws`` of the real platform app served by uvicorn, with real websocket clients.
+
+The platform is built in process (SQLite, no Asterisk): messages are published on its bus the way
+routing and the call service publish them, so what is tested is the hub, the tickets, the origin
+check, the limits and the message contract, end to end through a real socket.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import socket
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import uvicorn
+import websockets
+from websockets.exceptions import ConnectionClosed, InvalidStatus
+
+from app.compose import Platform
+from crm import db as crm_db
+from crm import service as crm_service
+from cti.auth import Principal, Role, issue_token
+from cti.model import (
+    AgentOffered,
+    AgentStateChanged,
+    CallChange,
+    CallClassification,
+    CallKey,
+    CallPhase,
+    CallSnapshot,
+    ChangeKind,
+    Direction,
+    IvrRecord,
+)
+from cti.settings import Settings
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class Served:
+    def __init__(self, platform: Platform, port: int) -> None:
+        self.platform = platform
+        self.port = port
+        self.base = f"http://127.0.0.1:{port}"
+        self.origin = self.base
+
+    def token(self, username: str, role: Role) -> str:
+        return issue_token(Principal(1, username, role), self.platform.token_secret, 600, datetime.now(UTC))
+
+    async def ticket(self, username: str, role: Role) -> str:
+        async with httpx.AsyncClient(base_url=self.base) as client:
+            r = await client.post(
+                "/api/ws-ticket", headers={"Authorization": f"Bearer {self.token(username, role)}"}
+            )
+            r.raise_for_status()
+            return str(r.json()["ticket"])
+
+    async def console(self, username: str, role: Role, **kwargs: Any) -> websockets.ClientConnection:
+        ticket = await self.ticket(username, role)
+        return await websockets.connect(
+            f"ws://127.0.0.1:{self.port}/ws?ticket={ticket}", origin=self.origin, **kwargs
+        )
+
+
+@pytest.fixture
+async def served(tmp_path: Path):
+    port = free_port()
+    settings = Settings(state_dir=tmp_path, http={"host": "127.0.0.1", "port": port})
+    platform = Platform(settings)
+    await crm_db.migrate_async(platform.database_url)
+    server = uvicorn.Server(
+        uvicorn.Config(platform.http, host="127.0.0.1", port=port, log_level="warning", lifespan="off")
+    )
+    web = asyncio.create_task(server.serve())
+    consoles = asyncio.create_task(platform.consoles.run())
+    while not server.started:  # noqa: ASYNC110 - uvicorn offers no event to wait on
+        await asyncio.sleep(0.02)
+    try:
+        yield Served(platform, port)
+    finally:
+        server.should_exit = True
+        consoles.cancel()
+        done, _ = await asyncio.wait({web}, timeout=5)
+        if not done:  # a connection a failed test left open must not hang the session
+            server.force_exit = True
+            web.cancel()
+        await asyncio.gather(web, consoles, return_exceptions=True)
+        await platform.engine.dispose()
+
+
+def snapshot(linkedid: str = "1700000000.1", *, customer_id: int | None = None, agent: str | None = None,
+             phase: CallPhase = CallPhase.WAITING) -> CallSnapshot:  # fmt: skip
+    now = datetime.now(UTC)
+    return CallSnapshot(
+        key=CallKey("pbx1", linkedid),
+        phase=phase,
+        direction=Direction.INBOUND,
+        started_at=now,
+        ani="13800138000",
+        caller_name="张伟",
+        dnis="8001",
+        anchor_channel="PJSIP/trunk-00000001",
+        anchor_uniqueid=linkedid,
+        agent=agent,
+        classification=CallClassification(
+            ani_e164="+8613800138000", customer_id=customer_id, customer_name="张伟" if customer_id else None,
+            customer_tier="vip" if customer_id else None, new_contact=customer_id is None,
+            customer_match="unique" if customer_id else "none:unknown_number", service_id=1,
+            service_name="support", language="zh-CN",
+        ),
+        ivr=IvrRecord(path=("menu", "billing"), inputs=(("menu", "2"), ("pin", "****"))),
+        channels=("PJSIP/trunk-00000001", f"PJSIP/{agent}-0000000a") if agent else ("PJSIP/trunk-00000001",),
+    )
+
+
+def offer(agent_id: str, linkedid: str, customer_id: int | None = None) -> AgentOffered:
+    return AgentOffered(
+        call=snapshot(linkedid, customer_id=customer_id),
+        agent_id=agent_id,
+        service="support",
+        rule="best_skill",
+        waited_seconds=3.5,
+        candidates=((agent_id, 8, 12.0),),
+        candidates_total=1,
+        relaxed=False,
+        at=datetime.now(UTC),
+    )
+
+
+async def next_of(ws: websockets.ClientConnection, kind: str, timeout: float = 5.0) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    while True:
+        message = json.loads(await asyncio.wait_for(ws.recv(), max(0.01, deadline - time.monotonic())))
+        if message["type"] == kind:
+            return dict(message)
+
+
+async def test_a_console_gets_hello_then_the_full_state(served: Served) -> None:
+    async with await served.console("1001", Role.AGENT) as ws:
+        hello = json.loads(await ws.recv())
+        assert hello == {"type": "hello", "user": "1001", "role": "agent", "agent_id": "1001"}
+        state = json.loads(await ws.recv())
+        assert state["type"] == "state" and state["pop"] is None and state["agent"] is None
+
+
+async def test_the_pop_reaches_only_the_offered_agent_with_the_customer_card(served: Served) -> None:
+    customer = await crm_service.create_customer(
+        served.platform.sessionmaker,
+        crm_service.NewCustomer(name="张伟", tier="vip", language="zh-CN", notes="<b>不要</b> 推销",
+                                phones=[crm_service.NewPhone("+8613800138000")]),
+        default_region="CN",
+    )  # fmt: skip
+    async with await served.console("1001", Role.AGENT) as a1, await served.console("1002", Role.AGENT) as a2:
+        await next_of(a1, "state")
+        await next_of(a2, "state")
+        served.platform.bus.publish(offer("1001", "1700000000.7", customer.id))
+        first = await next_of(a1, "screenpop")
+        assert first["call"]["caller_name"] == "张伟"
+        assert first["call"]["ivr_path"] == ["menu", "billing"]
+        assert first["call"]["ivr_inputs"] == {"menu": "2", "pin": "****"}
+        assert first["customer"]["tier"] == "vip" and first["customer"]["partial"] is True
+        assert "best_skill" in first["reason"] and first["waited_seconds"] == 3.5
+        full = await next_of(a1, "screenpop")
+        assert full["customer"]["name"] == "张伟" and full["customer"]["notes"] == "<b>不要</b> 推销"
+        assert "interactions" in full["customer"]
+        with pytest.raises(TimeoutError):
+            await next_of(a2, "screenpop", timeout=0.5)
+    # A console that reconnects gets the pop back in its full state.
+    async with await served.console("1001", Role.AGENT) as again:
+        state = await next_of(again, "state")
+        assert state["pop"]["call"]["linkedid"] == "1700000000.7"
+        assert state["pop"]["customer"]["name"] == "张伟"
+
+
+async def test_agent_states_reach_the_agent_and_supervisors_live(served: Served) -> None:
+    async with await served.console("1001", Role.AGENT) as agent, await served.console(
+        "boss", Role.SUPERVISOR
+    ) as boss:
+        await next_of(agent, "state")
+        await next_of(boss, "state")
+        served.platform.bus.publish(AgentStateChanged("1001", "ready", datetime.now(UTC)))
+        assert (await next_of(agent, "agent_state"))["status"] == "ready"
+        assert (await next_of(boss, "agent_state"))["agent_id"] == "1001"
+        wall = await next_of(boss, "wallboard", timeout=5)
+        assert {"services", "agents", "agents_by_state", "alerts"} <= set(wall)
+        served.platform.bus.publish(
+            CallChange(ChangeKind.UPDATED, snapshot("1700000000.9", agent="1001", phase=CallPhase.TALKING))
+        )
+        call = await next_of(agent, "call")
+        assert call["call"]["phase"] == "talking" and call["call"]["agent"] == "1001"
+
+
+async def test_a_ticket_is_single_use_and_the_origin_is_checked(served: Served) -> None:
+    ticket = await served.ticket("1001", Role.AGENT)
+    url = f"ws://127.0.0.1:{served.port}/ws?ticket={ticket}"
+    with pytest.raises(InvalidStatus) as refused:
+        await websockets.connect(url, origin="http://evil.example")
+    assert refused.value.response.status_code == 403
+    async with await websockets.connect(url, origin=served.origin) as ws:
+        assert json.loads(await ws.recv())["type"] == "hello"
+    for bad in (url, f"ws://127.0.0.1:{served.port}/ws?ticket=forged", f"ws://127.0.0.1:{served.port}/ws"):
+        with pytest.raises(InvalidStatus) as used:
+            await websockets.connect(bad, origin=served.origin)
+        assert used.value.response.status_code == 403
+
+
+async def test_oversized_and_flooding_consoles_are_closed(served: Served) -> None:
+    async with await served.console("1001", Role.AGENT) as ws:
+        await next_of(ws, "state")
+        await ws.send(json.dumps({"type": "ping"}))
+        assert (await next_of(ws, "pong"))["type"] == "pong"
+        await ws.send("x" * 5000)
+        assert await close_code(ws) == 1009
+    async with await served.console("1001", Role.AGENT) as ws:
+        await next_of(ws, "state")
+        with contextlib.suppress(ConnectionClosed):
+            for _ in range(200):
+                await ws.send('{"type":"ping"}')
+        assert await close_code(ws) == 1008
+
+
+async def close_code(ws: websockets.ClientConnection) -> int | None:
+    """Read until the server closes; the close code it sent."""
+    try:
+        while True:
+            await asyncio.wait_for(ws.recv(), 20)
+    except ConnectionClosed as closed:
+        return closed.rcvd.code if closed.rcvd else None
+
+
+async def stalled_console(served: Served, username: str) -> socket.socket:
+    """A real websocket client that completes the handshake and then never reads again."""
+    ticket = await served.ticket(username, Role.AGENT)
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.connect(("127.0.0.1", served.port))
+    sock.sendall(
+        (
+            f"GET /ws?ticket={ticket} HTTP/1.1\r\nHost: 127.0.0.1:{served.port}\r\nUpgrade: websocket\r\n"
+            "Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+            f"Sec-WebSocket-Version: 13\r\nOrigin: {served.origin}\r\n\r\n"
+        ).encode()
+    )
+    head = b""
+    while b"\r\n\r\n" not in head:
+        head += await asyncio.to_thread(sock.recv, 1)
+    assert head.startswith(b"HTTP/1.1 101")
+    return sock
+
+
+async def test_a_console_that_stops_reading_delays_no_other_and_is_dropped(served: Served) -> None:
+    stalled = await stalled_console(served, "1001")
+    try:
+        async with await served.console("1002", Role.AGENT) as reader:
+            await next_of(reader, "state")
+            hub = served.platform.consoles.hub
+            # 1001's console never reads, so its socket and then its queue fill up. 1002 must get
+            # every one of its pops promptly all the same.
+            delays = []
+            for i in range(400):
+                # Enough for the stalled console to fill the kernel's socket buffers (megabytes on
+                # loopback) and then its own queue.
+                for j in range(20):
+                    served.platform.bus.publish(offer("1001", f"1700000001.{i * 20 + j}"))
+                sent = time.monotonic()
+                served.platform.bus.publish(offer("1002", f"1700000002.{i}"))
+                pop = await next_of(reader, "screenpop", timeout=2.0)
+                assert pop["call"]["linkedid"] == f"1700000002.{i}"
+                delays.append(time.monotonic() - sent)
+            assert hub.stats.dropped_consoles == 1
+            assert {c.agent_id for c in hub.consoles} == {"1002"}
+            delays.sort()
+            assert delays[len(delays) // 2] < 0.5, delays[-10:]
+    finally:
+        stalled.close()
