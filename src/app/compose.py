@@ -57,7 +57,10 @@ class Platform:
         self.engine = crm_db.make_engine(self.database_url)
         self.sessionmaker = crm_db.make_sessionmaker(self.engine)
         self.bus = Bus()
-        self.book = CallBook(settings.pbx_id, wrap_up_seconds=settings.wrap_up_seconds)
+        # The line out (transfers to outside numbers) is not an agent: the call keeps its last agent.
+        self.book = CallBook(
+            settings.pbx_id, wrap_up_seconds=settings.wrap_up_seconds, outside_endpoints=("outside",)
+        )
         # The client's name prefixes every ActionID, where '-' is not allowed; a PBX id may have one.
         ami_name = settings.pbx_id.replace("-", "_")
         self.ami = AmiClient(settings.effective_ami(), decode_event=decode_event, name=ami_name)

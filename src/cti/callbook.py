@@ -97,7 +97,9 @@ class CallBook:
 
     ``inbound_contexts`` are the dialplan contexts where trunk calls enter (the anchor's context
     decides the call's direction); ``wrap_up_seconds`` keeps a call that had an agent in ``WRAP_UP``
-    that long after the caller hangs up, unless ``close`` ends it sooner.
+    that long after the caller hangs up, unless ``close`` ends it sooner. ``outside_endpoints`` are
+    PJSIP endpoints that are not agents (the line out of the centre): a caller bridged to one of them
+    (a transfer to an outside number) keeps the agent they last had.
     """
 
     def __init__(
@@ -106,8 +108,10 @@ class CallBook:
         *,
         inbound_contexts: Iterable[str] = ("from-trunk",),
         wrap_up_seconds: float = 0.0,
+        outside_endpoints: Iterable[str] = (),
     ) -> None:
         self.pbx = pbx
+        self.outside_endpoints = frozenset(outside_endpoints)
         self.inbound_contexts = frozenset(inbound_contexts)
         self.wrap_up = timedelta(seconds=wrap_up_seconds)
         self._calls: dict[str, _Call] = {}
@@ -356,7 +360,11 @@ class CallBook:
                     old.channels.discard(uid)
                 chan.call = call.snapshot.key.linkedid
                 call.channels.add(uid)
-            if uid != call.snapshot.anchor_uniqueid and not is_local(chan.name):
+            if (
+                uid != call.snapshot.anchor_uniqueid
+                and not is_local(chan.name)
+                and endpoint_of(chan.name) not in self.outside_endpoints
+            ):
                 agent = endpoint_of(chan.name)
         if agent is None:
             return self._update(call, channels=self._channel_names(call))

@@ -395,6 +395,34 @@ def test_attended_transfer_moves_the_target_agent_into_the_customers_call():
     assert book.get(CallKey("pbx1", "200.1")) is None  # the consultation call ended with its anchor
 
 
+def test_a_transfer_to_an_outside_number_keeps_the_last_agent():
+    book = CallBook("pbx1", outside_endpoints=("outside",))
+    run(book, ARRIVE + ANSWER + RING + CONNECT)
+    outside = dict(AGENT, channel="PJSIP/outside-00000009", uniqueid="100.9", context="from-agents")
+    run(
+        book,
+        [
+            # The caller is redirected out of the agent's bridge and dials the outside line.
+            (10, ch(BridgeLeft, CALLER, bridge_id="b1")),
+            (10, ch(BridgeLeft, AGENT, bridge_id="b1")),
+            (10, ch(HungUp, AGENT, cause=16, cause_txt="")),
+            (10.1, ch(NewChannel, outside, state=0)),
+            (12, ch(BridgeEntered, outside, bridge_id="b3", swap_uniqueid="")),
+            (12, ch(BridgeEntered, CALLER, bridge_id="b3", swap_uniqueid="")),
+        ],
+    )
+    call = book.get(CallKey("pbx1", "100.1"))
+    assert call is not None
+    assert call.agent == "1001" and call.phase is CallPhase.TALKING
+    assert call.channels == ("PJSIP/trunk-00000001", "PJSIP/outside-00000009")
+    # Without the setting, the outside line would be taken for an agent.
+    plain = CallBook("pbx1")
+    run(plain, ARRIVE + ANSWER + RING + CONNECT)
+    run(plain, [(10.1, ch(NewChannel, outside, state=0))])
+    run(plain, [(12, ch(BridgeEntered, outside, bridge_id="b1", swap_uniqueid="100.2"))])
+    assert plain.calls()[0].agent == "outside"
+
+
 def test_rename_and_classification_update_the_live_call():
     book = CallBook("pbx1")
     run(book, ARRIVE)

@@ -298,4 +298,5 @@ async def test_transfer_to_an_outside_number(sandbox_pbx: SandboxPbx, api: CallA
         await stop_all(agent_phones)
         await outside.stop()
     assert row["connected_at"] and row["ended_at"]
+    assert row["agent"] == "1001"  # the last agent; the outside line is not one
     assert await channels(sandbox_pbx) == []
