@@ -179,12 +179,16 @@ function agentPage() {
 
   const routing = (action, body) => guarded(async () => state({ ...(await api("POST",
     `/api/routing/agents/${agent}/${action}`, body)), agent_id: agent }));
-  $("go-ready").addEventListener("click", async () => {
+  // Ready and not ready both sign the agent in to routing first when they are logged out.
+  const loggedIn = async () => {
     const current = $("state").textContent;
     if (current === "logged_out" || current === "unknown") await routing("login");
-    await routing("ready");
+  };
+  $("go-ready").addEventListener("click", async () => { await loggedIn(); await routing("ready"); });
+  $("go-not-ready").addEventListener("click", async () => {
+    await loggedIn();
+    await routing("not-ready", { reason: $("not-ready-reason").value });
   });
-  $("go-not-ready").addEventListener("click", () => routing("not-ready", { reason: $("not-ready-reason").value }));
   $("go-logout").addEventListener("click", () => routing("logout"));
   $("wrapup-done").addEventListener("click", () => routing("wrap-up-done"));
 
