@@ -5,6 +5,8 @@
   Asterisk's ``MixMonitorMute`` event confirmed it; 504 when it did not in time (the console then
   shows "NOT paused": fail closed); 409 when the agent has no call, or their call is not recorded;
   503 when Asterisk could not be asked.
+* ``GET /api/agents/{agent_id}/call/recording`` — the same people: the state Asterisk last
+  confirmed, ``{"recording": "active"|"paused"}``; 409 when the agent has no recorded call.
 * ``GET /api/recordings?call=<pbx>/<linkedid>`` or ``?customer_id=`` — any signed-in user (agents,
   supervisors, admins): the recordings' metadata, newest first.
 * ``GET /api/recordings/{id}/audio`` — any signed-in user: the playback copy (``?original=true``:
@@ -129,6 +131,17 @@ def build_router(
             raise HTTPException(status.HTTP_504_GATEWAY_TIMEOUT, detail=str(exc)) from exc
         except PbxUnavailable as exc:
             raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, detail=str(exc)) from exc
+        return RecordingControlOut(recording="paused" if state.value == "paused" else "active")
+
+    @router.get("/api/agents/{agent_id}/call/recording", response_model=RecordingControlOut)
+    async def recording_state(agent_id: AgentId, user: AnyUser) -> RecordingControlOut:
+        """The recording state of the agent's call as Asterisk last confirmed it (a console's view
+        on opening; changes come as RecordingChanged). 409 when there is no recorded call."""
+        _allowed(user, agent_id)
+        try:
+            state = service.state_of(agent_id)
+        except (NoCall, NotRecording) as exc:
+            raise HTTPException(status.HTTP_409_CONFLICT, detail=str(exc)) from exc
         return RecordingControlOut(recording="paused" if state.value == "paused" else "active")
 
     @router.post("/api/agents/{agent_id}/call/recording/pause", response_model=RecordingControlOut)

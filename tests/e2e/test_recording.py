@@ -159,6 +159,8 @@ async def test_a_recorded_call_paused_for_a_card_capture_is_filed_on_the_record(
         assert answer == {"recording": "paused"}
         muted = await capture.wait_for(lambda m: m.get("Event") == "MixMonitorMute" and m.get("State") == "1")
         assert muted["Direction"] == "both"
+        seen = await api.request("admin", "GET", "/api/agents/1001/call/recording")
+        assert seen == {"recording": "paused"}
         await asyncio.sleep(3.0)  # the card number is read out: none of it may be in the file
         answer = await api.request("1001", "POST", "/api/agents/1001/call/recording/resume")
         resumed_at = time.monotonic()

@@ -77,6 +77,17 @@ async def test_pause_and_resume_role_matrix(
     assert response.status_code == expected, response.text
 
 
+@pytest.mark.parametrize(
+    ("role", "username", "expected"),
+    [(None, None, 401), (Role.AGENT, "1002", 403), (Role.AGENT, "1001", 409), (Role.SUPERVISOR, None, 409)],
+)
+async def test_the_recording_state_role_matrix(
+    platform: Platform, role: Role | None, username: str | None, expected: int
+) -> None:
+    response = await call(platform, "GET", "/api/agents/1001/call/recording", role, username)
+    assert response.status_code == expected, response.text
+
+
 async def test_a_bad_agent_id_is_unprocessable(platform: Platform) -> None:
     response = await call(platform, "POST", "/api/agents/10x1/call/recording/pause", Role.ADMIN)
     assert response.status_code == 422
