@@ -43,6 +43,7 @@ from routing.model import (
     CancelReservation,
     Overflow,
     OverflowKind,
+    RingNoAnswer,
     SkillNeed,
     WaitingCall,
     merge_needs,
@@ -293,6 +294,14 @@ class QueueCallbacks:
             if not dialling.answered:
                 # The customer or the agent did not answer: back in line with the caller's place.
                 rang = any(m.phase is CallPhase.RINGING_AGENT for m in snap.history)
+                conn = self.service._connections.pop(snap.key, None)
+                if conn is not None:
+                    # The router's own "caller abandoned" does not fit: an agent who let the customer
+                    # ring out goes not ready, like any ring-no-answer; a customer not reached frees them.
+                    event = RingNoAnswer() if rang else CancelReservation("customer_not_reached")
+                    if rang:
+                        self.service.health.ring_no_answers += 1
+                    await self.service._agent_event(conn.agent_id, event, now)
                 await self._again(dialling, now, avoid=rang)
 
     async def connect_virtual(self, decision: Decision, now: datetime) -> None:

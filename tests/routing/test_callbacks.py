@@ -280,7 +280,8 @@ async def test_an_unanswered_callback_goes_back_in_line_with_its_place_then_fail
     # The customer never answered: the call appears and ends without reaching the agent.
     gone = replace(customer_call(h, channel_id, CallPhase.ENDED), ended_at=h.clock())
     await h.feed(gone, ChangeKind.ENDED)
-    assert await h.state("1001") is AgentStatus.READY
+    state = await h.service.agent_state("1001")
+    assert (state.status, state.reason) == (AgentStatus.READY, "customer_not_reached")
     assert len(link.originates()) == 1  # not dialled again at once
     await h.tick(11)
     await settle()
@@ -345,3 +346,22 @@ async def test_a_callback_booked_in_the_ivr_joins_the_line_from_when_the_caller_
     line = sorted(await h.service.live.waiting_calls(), key=lambda c: c.enqueued_at)
     assert [c.key for c in line] == [virtual.key, later.key]
     assert link.originates() == []  # nobody ready: it waits like a caller
+
+
+async def test_an_agent_who_lets_the_callback_ring_out_goes_not_ready_and_it_waits_for_another(cb) -> None:
+    h, link, tasks, _, _ = cb
+    key = await overflow_to_callback(h, link)
+    await h.service.change_agent("1001", Login())
+    await h.service.change_agent("1001", Ready())
+    await settle()
+    channel_id = link.originates()[0]["ChannelId"]
+    ringing = customer_call(h, channel_id, CallPhase.RINGING_AGENT, "1001")
+    await h.feed(ringing)
+    rang_out = replace(h.step(ringing, CallPhase.ENDED), ended_at=h.clock())
+    await h.feed(rang_out, ChangeKind.ENDED)
+    state = await h.service.agent_state("1001")
+    assert (state.status, state.reason) == (AgentStatus.NOT_READY, "ring_no_answer")
+    await h.tick(11)
+    (waiting,) = await h.service.live.waiting_calls()
+    assert waiting.key == key and waiting.avoid == frozenset({"1001"}) and waiting.enqueued_at == T0
+    assert tasks.finished == []
