@@ -537,6 +537,7 @@ def _banner(
         "",
         f"  API          {base}/docs",
         f"  health       {base}/api/health",
+        f"  console      {base}/console (agents), {base}/supervisor (supervisors: live wallboard)",
         f"  logins (user / password, kept in {settings.state_dir / LOGINS_FILE}):",
         *(f"    {role.value} / {logins[role]}" for role in (Role.ADMIN, Role.SUPERVISOR, Role.AGENT)),
         "",

@@ -244,3 +244,22 @@ class LiveCallsResynced:
     live: frozenset[CallKey]
     reason: EndReason
     at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class CallControlled:
+    """Call control acted on ``agent_id``'s call and Asterisk accepted it.
+
+    ``action`` is ``hangup``, ``hold``, ``resume``, ``transfer``, ``complete`` or ``cancel``;
+    ``state`` where the call is now for the agent (``hung_up``, ``held``, ``talking``,
+    ``transferring``, ``consulting``); ``target`` the transfer's target as ``kind:value``
+    (``agent:1002``, ``service:sales``, ``number:8613800138000``). A hold is not a phase of the call
+    (the caller's leg plays music outside any bridge), so consoles learn it from this message.
+    """
+
+    call: CallKey
+    agent_id: str
+    action: str
+    state: str
+    target: str | None
+    at: datetime
