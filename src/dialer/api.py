@@ -11,7 +11,8 @@ message names the field), 413 for a lead file over the size limit.
 from __future__ import annotations
 
 import asyncio
-from dataclasses import replace
+import secrets
+from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Annotated, Any, Literal
 
@@ -45,6 +46,7 @@ from dialer.store import (
 
 CampaignId = Annotated[str, Path(pattern=r"^[a-z0-9][a-z0-9_-]{0,39}$", examples=["renewals"])]
 Region = Annotated[str, Query(pattern=r"^[A-Za-z]{2}$", examples=["CN"])]
+Filename = Annotated[str, Query(max_length=255, pattern=r"^[^\x00-\x1f\x7f/\\]*$")]
 Hhmm = Annotated[str, Field(pattern=r"^([01][0-9]|2[0-3]):[0-5][0-9]$", examples=["09:00"])]
 
 
@@ -171,8 +173,28 @@ def _lead_out(lead: Lead) -> dict[str, Any]:
     }
 
 
+@dataclass
+class ImportJob:
+    """A lead import running in the background: ``reading`` (``lines_done`` of ``lines_total``),
+    ``storing``, then ``done`` with ``result`` or ``failed`` with ``error``."""
+
+    id: str
+    campaign_id: str
+    created_by: str
+    state: str = "reading"
+    lines_done: int = 0
+    lines_total: int = 0
+    result: dict[str, Any] | None = None
+    error: str | None = None
+
+
+MAX_JOBS = 100  # imports remembered for their status; the stored import itself is kept forever
+
+
 def build_router(store: CampaignStore, auth: AuthDeps) -> APIRouter:
     router = APIRouter(prefix="/api/dialer", tags=["dialer"])
+    jobs: dict[str, ImportJob] = {}
+    tasks: set[asyncio.Task[None]] = set()  # owned here until each import ends
     agent = Depends(auth.require(Role.AGENT))
     supervisor = Depends(auth.require(Role.SUPERVISOR))
     admin = Depends(auth.require(Role.ADMIN))
@@ -205,31 +227,30 @@ def build_router(store: CampaignStore, auth: AuthDeps) -> APIRouter:
         campaign = _to_campaign(campaign_id, body)
         return _campaign_out(await store.save_campaign(campaign, body.active, datetime.now(UTC)))
 
-    @router.post("/campaigns/{campaign_id}/leads", status_code=status.HTTP_201_CREATED)
-    async def import_leads(
-        campaign_id: CampaignId,
-        request: Request,
-        region: Region,
-        filename: Annotated[str, Query(max_length=255, pattern=r"^[^\x00-\x1f\x7f/\\]*$")] = "leads.csv",
-        user: Principal = supervisor,
-    ) -> dict[str, Any]:
-        """The request body is the CSV file itself, as it is (any encoding; see docs/dialer.md)."""
-        await _stored(campaign_id)
+    async def _read_body(request: Request) -> bytes:
         data = bytearray()
         async for chunk in request.stream():
             data.extend(chunk)
             if len(data) > MAX_BYTES:
                 raise HTTPException(status.HTTP_413_REQUEST_ENTITY_TOO_LARGE, detail="the file is over 50 MB")
-        try:
-            # Parsing is CPU work on a whole file: off the event loop.
-            result = await asyncio.to_thread(parse_leads, bytes(data), region=region.upper())
-        except ImportRefused as exc:
-            raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, detail=str(exc)) from exc
+        return bytes(data)
+
+    async def _import(
+        campaign_id: str, data: bytes, region: str, filename: str, username: str, job: ImportJob | None = None
+    ) -> dict[str, Any]:
+        def progress(done: int, total: int) -> None:
+            if job is not None:  # written from the parsing thread, read by the status route
+                job.lines_done, job.lines_total = done, total
+
+        # Parsing is CPU work on a whole file: off the event loop. ImportRefused goes to the caller.
+        result = await asyncio.to_thread(parse_leads, data, region=region.upper(), progress=progress)
+        if job is not None:
+            job.state = "storing"
         linked = await store.customers_by_phone(lead.phone for lead in result.leads)
         result = replace(
             result, leads=tuple(replace(lead, customer_id=linked.get(lead.phone)) for lead in result.leads)
         )
-        summary = await store.add_leads(campaign_id, result, filename, user.username, datetime.now(UTC))
+        summary = await store.add_leads(campaign_id, result, filename, username, datetime.now(UTC))
         return {
             "import_id": summary.id,
             "encoding": summary.encoding,
@@ -243,6 +264,72 @@ def build_router(store: CampaignStore, auth: AuthDeps) -> APIRouter:
             "rejected": summary.rejected,
             "linked_to_customers": sum(1 for lead in result.leads if lead.customer_id is not None),
             "rejected_report": f"/api/dialer/imports/{summary.id}/rejected.csv",
+        }
+
+    @router.post("/campaigns/{campaign_id}/leads", status_code=status.HTTP_201_CREATED)
+    async def import_leads(
+        campaign_id: CampaignId,
+        request: Request,
+        region: Region,
+        filename: Filename = "leads.csv",
+        user: Principal = supervisor,
+    ) -> dict[str, Any]:
+        """The request body is the CSV file itself, as it is (any encoding; see docs/dialer.md).
+        Answers when the import is stored; for large files see ``/lead-imports``."""
+        await _stored(campaign_id)
+        data = await _read_body(request)
+        try:
+            return await _import(campaign_id, data, region, filename, user.username)
+        except ImportRefused as exc:
+            raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, detail=str(exc)) from exc
+
+    @router.post("/campaigns/{campaign_id}/lead-imports", status_code=status.HTTP_202_ACCEPTED)
+    async def start_import(
+        campaign_id: CampaignId,
+        request: Request,
+        region: Region,
+        filename: Filename = "leads.csv",
+        user: Principal = supervisor,
+    ) -> dict[str, Any]:
+        """Like ``POST .../leads`` but answers at once: the import's progress (lines read of the
+        file's lines) and then its result are at the returned ``status_url``."""
+        await _stored(campaign_id)
+        data = await _read_body(request)
+        job = ImportJob(secrets.token_hex(8), campaign_id, user.username)
+        while len(jobs) >= MAX_JOBS:  # forget the oldest finished import first
+            oldest = next((k for k, j in jobs.items() if j.state in ("done", "failed")), next(iter(jobs)))
+            del jobs[oldest]
+        jobs[job.id] = job
+
+        async def run() -> None:
+            try:
+                job.result = await _import(campaign_id, data, region, filename, user.username, job)
+                job.state = "done"
+            except ImportRefused as exc:
+                job.state, job.error = "failed", str(exc)
+            except Exception as exc:  # reported on the job; the platform keeps running
+                job.state, job.error = "failed", f"could not store the import: {type(exc).__name__}"
+
+        task = asyncio.create_task(run(), name=f"lead-import-{job.id}")
+        tasks.add(task)
+        task.add_done_callback(tasks.discard)
+        return {"job": job.id, "status_url": f"/api/dialer/lead-imports/{job.id}"}
+
+    @router.get("/lead-imports/{job_id}")
+    async def import_status(
+        job_id: Annotated[str, Path(pattern=r"^[0-9a-f]{16}$")], user: Principal = supervisor
+    ) -> dict[str, Any]:
+        job = jobs.get(job_id)
+        if job is None:
+            raise HTTPException(status.HTTP_404_NOT_FOUND, detail=f"no lead import job {job_id}")
+        return {
+            "job": job.id,
+            "campaign_id": job.campaign_id,
+            "state": job.state,
+            "lines_done": job.lines_done,
+            "lines_total": job.lines_total,
+            "result": job.result,
+            "error": job.error,
         }
 
     @router.get("/imports/{import_id}/rejected.csv")

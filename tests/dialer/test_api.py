@@ -4,6 +4,7 @@ do-not-call list and registry lists feeding the compliance check."""
 
 from __future__ import annotations
 
+import asyncio
 import csv
 import io
 from datetime import UTC, datetime, timedelta
@@ -194,3 +195,48 @@ async def test_compliance_check_reads_do_not_call_and_registries(platform: Platf
     assert got["refusals"] == ["campaign_blocked"] and "40 days old" in got["detail"]
     bad = await call(platform, "POST", "/api/dialer/do-not-call", Role.AGENT, {"number": "anonymous"})
     assert bad.status_code == 422
+
+
+async def test_a_large_import_runs_in_the_background_with_visible_progress(platform: Platform) -> None:
+    await call(platform, "PUT", "/api/dialer/campaigns/renewals", Role.ADMIN, CAMPAIGN)
+    rows = "".join(f"+1212555{i:04d},客户{i}\n" for i in range(5000))
+    data = ("phone,name\n" + rows + "junk,x\n").encode()
+    started = await call(
+        platform,
+        "POST",
+        "/api/dialer/campaigns/renewals/lead-imports?region=US",
+        Role.SUPERVISOR,
+        content=data,
+    )
+    assert started.status_code == 202, started.text
+    status_url = started.json()["status_url"]
+    seen: list[dict[str, Any]] = []
+    for _ in range(300):
+        state = (await call(platform, "GET", status_url, Role.SUPERVISOR)).json()
+        seen.append(state)
+        if state["state"] in ("done", "failed"):
+            break
+        await asyncio.sleep(0.05)
+    final = seen[-1]
+    assert final["state"] == "done", final
+    assert final["lines_done"] == final["lines_total"] >= 5001
+    assert (final["result"]["added"], final["result"]["rejected"]) == (5000, 1)
+    done = [s["lines_done"] for s in seen]
+    assert done == sorted(done)  # progress only moves forward
+    assert (await call(platform, "GET", status_url, Role.AGENT)).status_code == 403
+    assert (
+        await call(platform, "GET", "/api/dialer/lead-imports/0123456789abcdef", Role.ADMIN)
+    ).status_code == 404
+    refused = await call(
+        platform,
+        "POST",
+        "/api/dialer/campaigns/renewals/lead-imports?region=US",
+        Role.SUPERVISOR,
+        content=b"a,b\n",
+    )
+    for _ in range(100):
+        state = (await call(platform, "GET", refused.json()["status_url"], Role.SUPERVISOR)).json()
+        if state["state"] != "reading":
+            break
+        await asyncio.sleep(0.05)
+    assert state["state"] == "failed" and "no phone column" in state["error"]
