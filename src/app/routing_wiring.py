@@ -144,7 +144,7 @@ def build_routing(
     """The routing service of ``cti serve``. Built before the call service runs, so its mailbox sees
     every call from the first one."""
     r = settings.routing
-    return RoutingService(
+    service = RoutingService(
         subscription=routing_handlers.subscribe(bus),
         live=live_state(settings),
         actions=actions,
@@ -155,3 +155,5 @@ def build_routing(
         on_offer=bus.publish,
         on_agent_state=bus.publish,
     )
+    service.control.publish = bus.publish  # holds and transfers, for consoles (cti.model.CallControlled)
+    return service

@@ -43,13 +43,14 @@ from __future__ import annotations
 import enum
 import logging
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING
 
 import phonenumbers
 
-from cti.model import CallKey, CallPhase, CallSnapshot
+from cti.model import CallControlled, CallKey, CallPhase, CallSnapshot
 from cti.ports import ActionFailed, ActionOutcomeUnknown, LinkDown
 from routing.model import AgentStatus, Answer, CancelReservation, Hangup
 
@@ -279,6 +280,8 @@ class CallControl:
 
     service: RoutingService
     health: CallControlHealth = field(default_factory=CallControlHealth)
+    #: Told of every operation Asterisk accepted (the bus, for consoles); must not block.
+    publish: Callable[[CallControlled], None] | None = None
     _held: dict[CallKey, HeldCall] = field(default_factory=dict)
     _transfers: dict[CallKey, PendingTransfer] = field(default_factory=dict)
     _moved_to_service: dict[CallKey, str] = field(default_factory=dict)
@@ -308,7 +311,7 @@ class CallControl:
         async with self.service.lock:
             snap, _ = self.current_call(agent_id)
             await self._send(hangup_action(snap.anchor_channel))
-            return ControlResult(snap.key, agent_id, "hung_up")
+            return self._tell("hangup", ControlResult(snap.key, agent_id, "hung_up"))
 
     async def hold(self, agent_id: str) -> ControlResult:
         async with self.service.lock:
@@ -326,7 +329,7 @@ class CallControl:
                 self._held[snap.key] = held  # it may have taken: resuming is allowed, and harmless if not
                 raise
             self._held[snap.key] = held
-            return ControlResult(snap.key, agent_id, "held")
+            return self._tell("hold", ControlResult(snap.key, agent_id, "held"))
 
     async def resume(self, agent_id: str) -> ControlResult:
         async with self.service.lock:
@@ -340,7 +343,7 @@ class CallControl:
                 self._held.pop(snap.key, None)
                 raise
             self._held.pop(snap.key, None)
-            return ControlResult(snap.key, agent_id, "talking")
+            return self._tell("resume", ControlResult(snap.key, agent_id, "talking"))
 
     async def transfer(
         self, agent_id: str, mode: TransferMode, kind: TargetKind, value: str
@@ -385,7 +388,7 @@ class CallControl:
                 self._left.add(key)
                 await self._end_for_agent(key, conn)
             state = "consulting" if mode is TransferMode.ATTENDED else "transferring"
-            return ControlResult(key, agent_id, state, target)
+            return self._tell("transfer", ControlResult(key, agent_id, state, target))
 
     async def complete(self, agent_id: str) -> ControlResult:
         """Join the caller and the target; the transferring agent's leg ends."""
@@ -398,14 +401,14 @@ class CallControl:
             await self._send(bridge)
             pending.completing = True
             await self._send_quietly(hangup)  # if it fails, the agent's leg ends when the caller's does
-            return ControlResult(snap.key, agent_id, "transferring", pending.target)
+            return self._tell("complete", ControlResult(snap.key, agent_id, "transferring", pending.target))
 
     async def cancel(self, agent_id: str) -> ControlResult:
         """End the consultation: the agent is back with the caller; the target is free again."""
         async with self.service.lock:
             snap, pending = self._attended(agent_id)
             await self._reconnect(snap, pending, "transfer_cancelled")
-            return ControlResult(snap.key, agent_id, "talking")
+            return self._tell("cancel", ControlResult(snap.key, agent_id, "talking"))
 
     # ------------------------------------------------------------------ hooks (under the service's lock)
 
@@ -498,6 +501,16 @@ class CallControl:
             await self._send_quietly(hangup_action(leg))
 
     # ------------------------------------------------------------------ internals
+
+    def _tell(self, action: str, result: ControlResult) -> ControlResult:
+        if self.publish is not None:
+            target = f"{result.target.kind.value}:{result.target.value}" if result.target else None
+            self.publish(
+                CallControlled(
+                    result.call, result.agent_id, action, result.state, target, self.service.clock()
+                )
+            )
+        return result
 
     def _leg(self, snap: CallSnapshot, agent_id: str) -> str:
         leg = agent_leg(snap, agent_id)

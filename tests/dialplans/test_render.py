@@ -372,7 +372,7 @@ def test_call_control_contexts_and_the_outside_phone() -> None:
     transfer = section(text, "cti-transfer")
     assert transfer["exten"] == [f"{a},1,UserEvent(CallPhase,Phase: waiting)" for a in ("1001", "1002")]
     assert transfer["same"] == ["n,Goto(cti-agents,1001,1)", "n,Goto(cti-agents,1002,1)"]
-    assert section(text, "cti-consult")["exten"] == [f"{a},1,Dial(PJSIP/{a},12)" for a in ("1001", "1002")]
+    assert section(text, "cti-consult")["exten"] == [f"{a},1,Dial(PJSIP/{a},12,g)" for a in ("1001", "1002")]
     assert section(text, "cti-outside")["exten"] == ["_X.,1,Dial(PJSIP/${FILTER(0-9,${EXTEN})}@outside,12)"]
     pjsip = files["pjsip.conf"]
     assert section(pjsip, "outside", "aor")["contact"] == ["sip:outside@127.0.0.1:5069"]

@@ -274,6 +274,40 @@ async def test_attended_transfer_completed(sandbox_pbx: SandboxPbx, api: CallApi
     assert row["agent"] == "1002"
 
 
+async def test_attended_transfer_cancelled(sandbox_pbx: SandboxPbx, api: CallApi) -> None:
+    agent_phones = await phones(sandbox_pbx)
+    try:
+        caller = await connected_to_1001(sandbox_pbx, api, "13800000107")
+        await api.agent("1002", "login")
+        await api.agent("1002", "ready")
+        await api.ok("1001", "1001", "transfer", {"mode": "attended", "to": {"agent": "1002"}})
+
+        async def consulting() -> bool:
+            apps = await applications(sandbox_pbx)
+            return apps.get("PJSIP/trunk") == "MusicOnHold" and "PJSIP/1002" in apps
+
+        await until(consulting, "the agent consulting the target", api)
+        await asyncio.sleep(1.0)
+        assert (await api.ok("1001", "1001", "transfer/cancel"))["state"] == "talking"
+        assert (await api.state("1002"))["status"] == "ready"
+
+        async def back_with_the_caller() -> bool:
+            apps = await applications(sandbox_pbx)
+            return "PJSIP/1002" not in apps and "MusicOnHold" not in apps.values() and "PJSIP/1001" in apps
+
+        await until(back_with_the_caller, "the agent back with the caller", api)
+        assert (await api.state("1001"))["status"] == "on_call"
+        await api.ok("1001", "1001", "hangup")
+        row = await api.only_row("13800000107")
+        assert (await caller).ok
+    finally:
+        await stop_all(agent_phones)
+    assert row["agent"] == "1001"
+    assert (await api.state("1001"))["status"] == "wrap_up"
+    assert (await api.state("1002"))["status"] == "ready"
+    assert await channels(sandbox_pbx) == []
+
+
 async def test_transfer_to_an_outside_number(sandbox_pbx: SandboxPbx, api: CallApi) -> None:
     agent_phones = await phones(sandbox_pbx)
     outside = await sipp.start_agent_phone(port=TEST_PORTS["outside"], media_port=next(_ports), talk_ms=3000)

@@ -13,7 +13,7 @@ import pytest
 from app.compose import Platform
 from cti.auth import Role
 from cti.bus import Bus
-from cti.model import CallPhase, CallSnapshot, ChangeKind, EndReason
+from cti.model import CallControlled, CallPhase, CallSnapshot, ChangeKind, EndReason
 from cti.ports import ActionFailed, ActionOutcomeUnknown, LinkDown
 from routing import handlers
 from routing.calls import (
@@ -204,8 +204,10 @@ async def test_hangup_hangs_up_the_caller_and_the_agent_wraps_up(h: Harness) -> 
 
 
 async def test_hold_then_resume(h: Harness) -> None:
-    await talking(h)
+    snap = await talking(h)
     control = h.service.control
+    told: list[CallControlled] = []
+    control.publish = told.append
     assert (await control.hold("1001")).state == "held"
     with pytest.raises(NoCall, match="already on hold"):
         await control.hold("1001")
@@ -217,6 +219,11 @@ async def test_hold_then_resume(h: Harness) -> None:
     assert [a for a, _ in h.sink.sent] == ["Redirect", "Bridge"]
     assert h.sink.sent[0] == hold_action(CALLER, LEG) and h.sink.sent[1] == resume_action(CALLER, LEG)
     assert await h.state("1001") is AgentStatus.ON_CALL
+    # Consoles are told of what Asterisk accepted, and only that.
+    assert [(m.call, m.agent_id, m.action, m.state, m.target) for m in told] == [
+        (snap.key, "1001", "hold", "held", None),
+        (snap.key, "1001", "resume", "talking", None),
+    ]
 
 
 async def test_an_action_whose_answer_was_lost_is_never_sent_again(h: Harness) -> None:
@@ -309,6 +316,8 @@ async def test_blind_transfer_to_a_service_puts_the_caller_in_its_line(h: Harnes
 
 async def test_blind_transfer_to_an_outside_number_ends_the_agents_part(h: Harness) -> None:
     snap = await talking(h)
+    told: list[CallControlled] = []
+    h.service.control.publish = told.append
     result = await h.service.control.transfer(
         "1001", TransferMode.BLIND, TargetKind.NUMBER, "+86 138 0013 8000"
     )
@@ -317,6 +326,9 @@ async def test_blind_transfer_to_an_outside_number_ends_the_agents_part(h: Harne
         ("Redirect", {"Channel": CALLER, "Context": "cti-outside", "Exten": "8613800138000", "Priority": "1"})
     ]
     assert await h.state("1001") is AgentStatus.WRAP_UP
+    assert [(m.action, m.state, m.target) for m in told] == [
+        ("transfer", "transferring", "number:8613800138000")
+    ]
     # The outside party answers: routing leaves the call alone (nobody is reserved or offered it).
     await ready(h, "1002")
     snap = replace(h.step(snap, CallPhase.TALKING, "outside"), channels=(CALLER, "PJSIP/outside-0000000d"))
