@@ -206,6 +206,9 @@ class CrmCampaignStore:
         except crm_service.Conflict as exc:
             raise StoreConflict(str(exc)) from exc
 
+    async def campaign_attempts(self, campaign_id: str, since: datetime) -> list[Attempt]:
+        return [_attempt(a) for a in await crm_campaigns.campaign_attempts(self._sm, campaign_id, since)]
+
 
 def build_dialer_router(sessionmaker: SessionMaker, auth: AuthDeps) -> APIRouter:
     """The dialer's HTTP routes on the customer record."""

@@ -606,3 +606,19 @@ async def get_lead(sm: SessionMaker, lead_id: int) -> LeadRecord:
         if row is None:
             raise NotFound(f"no lead {lead_id}")
         return _lead(row)
+
+
+async def campaign_attempts(sm: SessionMaker, campaign_id: str, since: datetime) -> list[AttemptRecord]:
+    """The campaign's attempts dialled after ``since``, plus any still pending, oldest first."""
+    _require_aware(since)
+    query = (
+        select(DialerAttempt)
+        .join(DialerLead, DialerLead.id == DialerAttempt.lead_id)
+        .where(
+            DialerLead.campaign_id == campaign_id,
+            (DialerAttempt.dialled_at > since) | (DialerAttempt.outcome == PENDING),
+        )
+        .order_by(DialerAttempt.id)
+    )
+    async with sm() as session:
+        return [_attempt(r) for r in await session.scalars(query)]

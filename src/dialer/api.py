@@ -35,6 +35,7 @@ from dialer.model import (
     Outcome,
     RetryRule,
 )
+from dialer.stats import MONTH, WindowFigures, campaign_stats
 from dialer.store import (
     CampaignStore,
     StoreConflict,
@@ -371,6 +372,32 @@ def build_router(store: CampaignStore, auth: AuthDeps) -> APIRouter:
              "outcome": a.outcome.value, "ended_at": a.ended_at}
             for a in await store.attempts(lead_id)
         ]  # fmt: skip
+
+    @router.get("/campaigns/{campaign_id}/stats")
+    async def campaign_figures(campaign_id: CampaignId, user: Principal = supervisor) -> dict[str, Any]:
+        """Attempts, contacts and abandonment over 24 hours and 30 days, from the attempt trail."""
+        stored = await _stored(campaign_id)
+        now = datetime.now(UTC)
+        stats = campaign_stats(await store.campaign_attempts(campaign_id, now - MONTH), now)
+
+        def window(w: WindowFigures) -> dict[str, Any]:
+            return {
+                "attempts": w.attempts,
+                "contacts": w.contacts,
+                "live_answers": w.live_answers,
+                "abandoned": w.abandoned,
+                "abandonment_rate": w.abandonment_rate,
+            }
+
+        return {
+            "campaign_id": campaign_id,
+            "abandonment_rule": stored.campaign.abandonment_rule.value,
+            "abandonment_cap": stored.campaign.abandonment_cap,
+            "last_24_hours": window(stats.last_24_hours),
+            "last_30_days": window(stats.last_30_days),
+            "outcomes_24_hours": dict(stats.outcomes_24_hours),
+            "in_progress": stats.in_progress,
+        }
 
     @router.get("/campaigns/{campaign_id}/check")
     async def check_number(

@@ -15,6 +15,7 @@ import httpx
 import pytest
 
 from app.compose import Platform
+from crm import campaigns as crm_campaigns
 from crm import db as crm_db
 from crm import service as crm_service
 from cti.auth import Principal, Role, issue_token
@@ -240,3 +241,33 @@ async def test_a_large_import_runs_in_the_background_with_visible_progress(platf
             break
         await asyncio.sleep(0.05)
     assert state["state"] == "failed" and "no phone column" in state["error"]
+
+
+async def test_live_figures_from_the_attempt_trail(platform: Platform) -> None:
+    await call(platform, "PUT", "/api/dialer/campaigns/renewals", Role.ADMIN, CAMPAIGN)
+    data = b"phone\n13800138000\n13900139000\n13700137000\n"
+    await call(
+        platform, "POST", "/api/dialer/campaigns/renewals/leads?region=CN", Role.SUPERVISOR, content=data
+    )
+    leads = (await call(platform, "GET", "/api/dialer/campaigns/renewals/leads", Role.SUPERVISOR)).json()
+    now = datetime.now(UTC)
+    sm = platform.sessionmaker
+    for lead, outcome in zip(leads, ["connected", "abandoned", None], strict=True):
+        await crm_campaigns.begin_attempt(sm, lead["id"], f"dial-{lead['id']}", now - timedelta(minutes=5))
+        if outcome is not None:
+            await crm_campaigns.finish_attempt(sm, f"dial-{lead['id']}", outcome, now - timedelta(minutes=4))
+    stats = await call(platform, "GET", "/api/dialer/campaigns/renewals/stats", Role.SUPERVISOR)
+    assert stats.status_code == 200, stats.text
+    got = stats.json()
+    assert got["last_24_hours"] == {
+        "attempts": 3, "contacts": 1, "live_answers": 2, "abandoned": 1, "abandonment_rate": 0.5,
+    }  # fmt: skip
+    assert got["outcomes_24_hours"] == {"abandoned": 1, "connected": 1}
+    assert (got["in_progress"], got["abandonment_rule"], got["abandonment_cap"]) == (1, "uk_24_hours", 0.03)
+    trail = (
+        await call(platform, "GET", f"/api/dialer/leads/{leads[0]['id']}/attempts", Role.SUPERVISOR)
+    ).json()
+    assert [(a["number"], a["outcome"]) for a in trail] == [(1, "connected")]
+    assert (
+        await call(platform, "GET", "/api/dialer/campaigns/renewals/stats", Role.AGENT)
+    ).status_code == 403
