@@ -13,13 +13,16 @@ characters).
 """
 
 
+import asyncio
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict
 from datetime import datetime
+from pathlib import Path as PathLib
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, HTTPException, Path, status
+from fastapi.responses import FileResponse
 from pydantic import BaseModel, Field, model_validator
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -34,6 +37,7 @@ from cti.settings import Settings
 #: A call answered within this many seconds of arriving counts toward the service level.
 SERVICE_LEVEL_SECONDS = 20.0
 DISPOSITION_PATTERN = r"^[a-z0-9_-]{1,64}$"
+_AUDIO = {".mp3": "audio/mpeg", ".ogg": "audio/ogg", ".wav": "audio/wav"}
 
 
 def _iso(value: Any) -> Any:
@@ -73,6 +77,17 @@ async def customer_card(
         _plain(v) for v in await voicemail.voicemails_of(sessionmaker, customer_id, limit=interactions)
     ]
     return card
+
+
+def _servable(stored: tuple[str | None, ...], folder: PathLib) -> PathLib | None:
+    """The first stored file that exists inside ``folder`` (never a path that leads out of it)."""
+    root = folder.resolve()
+    for name in stored:
+        if name:
+            path = PathLib(name).resolve()
+            if path.is_relative_to(root) and path.is_file():
+                return path
+    return None
 
 
 async def _call_row(session: AsyncSession, call_id: int) -> CallLog:
@@ -297,6 +312,20 @@ def build_router(sessionmaker: SessionMaker, auth: AuthDeps, settings: Settings)
                 customer_id = created.id
             assert customer_id is not None
             return await link_customer(sessionmaker, call_id, user, customer_id, now=auth.clock())
+
+    @router.get("/voicemails/{voicemail_id}/audio", response_class=FileResponse)
+    async def voicemail_audio(voicemail_id: Annotated[int, Path(ge=1)], _user: AnyUser) -> FileResponse:
+        """A voicemail's sound for the console's player: the compressed copy, else the recording.
+        Only files inside the configured voicemail folder are served."""
+        async with sessionmaker() as session:
+            row = await session.get(voicemail.Voicemail, voicemail_id)
+        if row is None:
+            raise HTTPException(status.HTTP_404_NOT_FOUND, detail=f"no voicemail {voicemail_id}")
+        stored = (row.compressed_path, row.file_path)
+        path = await asyncio.to_thread(_servable, stored, settings.ivr_dirs()[2])
+        if path is not None:
+            return FileResponse(path, media_type=_AUDIO.get(path.suffix, "application/octet-stream"))
+        raise HTTPException(status.HTTP_404_NOT_FOUND, detail=f"voicemail {voicemail_id} has no sound here")
 
     @router.get("/stats/today")
     async def stats_today(_user: Supervisor) -> list[dict[str, Any]]:

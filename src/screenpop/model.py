@@ -17,7 +17,14 @@ from urllib.parse import urlsplit
 from jinja2.sandbox import SandboxedEnvironment
 
 from cti.auth import Principal
-from cti.model import AgentOffered, AgentStateChanged, CallPhase, CallSnapshot
+from cti.model import (
+    AgentOffered,
+    AgentStateChanged,
+    CallControlled,
+    CallPhase,
+    CallSnapshot,
+    RecordingChanged,
+)
 
 #: Message types the server sends.
 HELLO = "hello"
@@ -25,6 +32,8 @@ STATE = "state"
 SCREENPOP = "screenpop"
 AGENT_STATE = "agent_state"
 CALL = "call"
+CALL_CONTROL = "call_control"
+RECORDING = "recording"
 WALLBOARD = "wallboard"
 PONG = "pong"
 ERROR = "error"
@@ -115,6 +124,29 @@ def agent_state(change: AgentStateChanged) -> dict[str, Any]:
         "call": change.call,
         "service": change.service,
         "wrap_up_until": _iso(change.wrap_up_until),
+    }
+
+
+def call_control(message: CallControlled) -> dict[str, Any]:
+    """What call control did to an agent's call (a hold shows here: it is not a phase of the call)."""
+    return {
+        "type": CALL_CONTROL,
+        "call": str(message.call),
+        "agent_id": message.agent_id,
+        "action": message.action,
+        "state": message.state,
+        "target": message.target,
+        "at": _iso(message.at),
+    }
+
+
+def recording(message: RecordingChanged) -> dict[str, Any]:
+    """The recording's state as Asterisk confirmed it (``active``, ``paused``, ``stopped``)."""
+    return {
+        "type": RECORDING,
+        "call": str(message.call),
+        "state": message.state.value,
+        "at": _iso(message.at),
     }
 
 

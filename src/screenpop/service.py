@@ -22,7 +22,15 @@ from datetime import UTC, datetime
 from typing import Any
 
 from cti.bus import Bus, Subscription
-from cti.model import AgentOffered, AgentStateChanged, CallChange, ChangeKind, LiveCallsResynced
+from cti.model import (
+    AgentOffered,
+    AgentStateChanged,
+    CallChange,
+    CallControlled,
+    ChangeKind,
+    LiveCallsResynced,
+    RecordingChanged,
+)
 from cti.originate import new_channel_id
 from cti.ports import ActionSink
 from screenpop import model
@@ -30,7 +38,14 @@ from screenpop.hub import Console, Hub
 
 log = logging.getLogger("cti.screenpop")
 
-MESSAGES: tuple[type, ...] = (AgentOffered, AgentStateChanged, CallChange, LiveCallsResynced)
+MESSAGES: tuple[type, ...] = (
+    AgentOffered,
+    AgentStateChanged,
+    CallChange,
+    LiveCallsResynced,
+    CallControlled,
+    RecordingChanged,
+)
 #: ChanSpy options per mode: q quiet (no beep), w whisper to the agent, B barge (talk to both).
 SPY_OPTIONS = {"listen": "q", "whisper": "qw", "barge": "qB"}
 _AGENT_CHANNEL = re.compile(r"^PJSIP/[0-9]{1,32}-[0-9A-Za-z]{1,16}$")
@@ -173,6 +188,14 @@ class ScreenpopService:
                 else:
                     self.agent_calls[agent] = message
                 self.hub.send_to_agent(agent, model.call_message(message.call))
+        elif isinstance(message, CallControlled):
+            text = model.encode(model.call_control(message))
+            self.hub.send_to_agent(message.agent_id, text)
+            self.hub.send_to_supervisors(text)
+        elif isinstance(message, RecordingChanged):
+            for agent, change in self.agent_calls.items():
+                if change.call.key == message.call:
+                    self.hub.send_to_agent(agent, model.recording(message))
         elif isinstance(message, LiveCallsResynced):
             for agent, change in list(self.agent_calls.items()):
                 if change.call.key.pbx == message.pbx and change.call.key not in message.live:

@@ -15,6 +15,7 @@ from app.compose import Platform
 from crm import db as crm_db
 from crm import service as crm_service
 from crm.model import CallLog
+from crm.voicemail import Voicemail
 from cti.auth import CSRF_HEADER, SESSION_COOKIE, Principal, Role, csrf_token, issue_token
 from cti.settings import Settings
 
@@ -76,6 +77,7 @@ DISPOSITION = {"disposition": "resolved", "notes": "已处理"}
         ("POST", "/api/console/calls/pbx1/1700000000.1/customer", {"customer_id": 999},
          {Role.AGENT, Role.SUPERVISOR, Role.ADMIN}, 404),  # no such customer
         ("GET", "/api/console/stats/today", None, {Role.SUPERVISOR, Role.ADMIN}, 200),
+        ("GET", "/api/console/voicemails/99/audio", None, {Role.AGENT, Role.SUPERVISOR, Role.ADMIN}, 404),
         ("POST", "/console/logout", None, {Role.AGENT, Role.SUPERVISOR, Role.ADMIN}, 204),
     ],
 )  # fmt: skip
@@ -168,3 +170,22 @@ async def test_an_agent_writes_only_to_their_own_calls_and_notes_reach_the_custo
         platform, "POST", f"{path}/customer", Role.AGENT, json={"customer_id": 1, "new": {"name": "x"}}
     )
     assert both.status_code == 422
+
+
+async def test_voicemail_sound_is_served_only_from_the_voicemail_folder(platform: Platform) -> None:
+    folder = platform.settings.ivr_dirs()[2]
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "m1.mp3").write_bytes(b"ID3 not really an mp3")
+    customer = await crm_service.create_customer(
+        platform.sessionmaker, crm_service.NewCustomer(name="王芳"), default_region="CN"
+    )
+    now = datetime.now(UTC)
+    async with platform.sessionmaker() as session, session.begin():
+        for path in (folder / "m1.mp3", folder / ".." / ".." / "secrets" / "token.secret"):
+            session.add(Voicemail(call_key="pbx1/1.1", customer_id=customer.id, file_path=str(path),
+                                  compressed_path=None, duration_seconds=3.0, created_at=now))  # fmt: skip
+    inside = await call(platform, "GET", "/api/console/voicemails/1/audio", Role.AGENT)
+    assert inside.status_code == 200 and inside.content == b"ID3 not really an mp3"
+    assert inside.headers["content-type"] == "audio/mpeg"
+    outside = await call(platform, "GET", "/api/console/voicemails/2/audio", Role.AGENT)
+    assert outside.status_code == 404

@@ -31,12 +31,15 @@ from cti.model import (
     AgentStateChanged,
     CallChange,
     CallClassification,
+    CallControlled,
     CallKey,
     CallPhase,
     CallSnapshot,
     ChangeKind,
     Direction,
     IvrRecord,
+    RecordingChanged,
+    RecordingState,
 )
 from cti.settings import Settings
 
@@ -198,6 +201,14 @@ async def test_agent_states_reach_the_agent_and_supervisors_live(served: Served)
         )
         call = await next_of(agent, "call")
         assert call["call"]["phase"] == "talking" and call["call"]["agent"] == "1001"
+        key = CallKey("pbx1", "1700000000.9")
+        now = datetime.now(UTC)
+        served.platform.bus.publish(CallControlled(key, "1001", "hold", "held", None, now))
+        held = await next_of(agent, "call_control")
+        assert held["state"] == "held" and held["call"] == "pbx1/1700000000.9"
+        assert (await next_of(boss, "call_control"))["agent_id"] == "1001"
+        served.platform.bus.publish(RecordingChanged(key, "PJSIP/1001-0000000a", RecordingState.PAUSED, now))
+        assert (await next_of(agent, "recording"))["state"] == "paused"
 
 
 async def test_a_ticket_is_single_use_and_the_origin_is_checked(served: Served) -> None:

@@ -116,23 +116,38 @@ function agentPage() {
       cell(row, call.disposition);
       cell(row, call.notes);
       const rec = cell(row, "");
-      if (call.recording_path) {
-        const audio = document.createElement("audio");
-        audio.controls = true; audio.preload = "none";
-        audio.src = `/api/calls/${encodeURIComponent(call.id)}/recording`;
-        rec.appendChild(audio);
-      }
+      rec.dataset.call = `${call.pbx}/${call.linkedid}`;
       body.appendChild(row);
     }
     for (const vm of customer.voicemails || []) {
       const li = document.createElement("li");
       text(li, `${new Date(vm.created_at).toLocaleString()} · ${Math.round(vm.duration_seconds)} s `);
-      const audio = document.createElement("audio");
-      audio.controls = true; audio.preload = "none";
-      audio.src = `/api/voicemails/${encodeURIComponent(vm.id)}/audio`;
-      li.appendChild(audio);
+      li.appendChild(player(`/api/console/voicemails/${encodeURIComponent(vm.id)}/audio`));
       $("voicemails").appendChild(li);
     }
+    // Recordings are kept by the recordings service; an older platform without it just has none.
+    api("GET", `/api/recordings?customer_id=${encodeURIComponent(customer.id)}&limit=50`).then((recordings) => {
+      for (const r of recordings || []) {
+        const target = body.querySelector(`td[data-call="${CSS.escape(r.call)}"]`);
+        if (target && r.audio) target.appendChild(player(r.audio));
+      }
+    }).catch(() => {});
+  };
+
+  // Audio needs the anti-forgery header like any API call: fetched by script, played from a blob.
+  const player = (url) => {
+    const button = document.createElement("button");
+    button.type = "button"; text(button, "Play");
+    button.addEventListener("click", () => guarded(async () => {
+      const response = await fetch(url, { headers: { [meta("csrf-header")]: meta("csrf-token") } });
+      if (!response.ok) throw new Error(`${url}: ${response.status}`);
+      const audio = document.createElement("audio");
+      audio.controls = true;
+      audio.src = URL.createObjectURL(await response.blob());
+      button.replaceWith(audio);
+      await audio.play();
+    }));
+    return button;
   };
 
   const showCall = (call) => {
@@ -175,6 +190,10 @@ function agentPage() {
       if (first && m.crm_url) window.open(m.crm_url, "crm", "noopener,noreferrer");
     }
     else if (m.type === "call") showCall(m.call);
+    else if (m.type === "call_control" && pop && m.call === pop.call.key) text($("pop-phase"), m.state);
+    else if (m.type === "recording" && pop && m.call === pop.call.key) {
+      text($("recording-state"), m.state === "paused" ? "paused" : (m.state === "active" ? "recording" : m.state));
+    }
   };
 
   const routing = (action, body) => guarded(async () => state({ ...(await api("POST",
