@@ -2,9 +2,10 @@
 
 The platform app (SQLite, no Asterisk) is served by uvicorn on loopback; ``--consoles`` real websocket
 clients read as agents 2001, 2002, ...; one more console completes its handshake and never reads
-again. ``--pops`` ``AgentOffered`` messages are published on the bus, round-robin over the reading
-agents and, one for one, to the stalled agent. The figure is pops delivered to reading consoles per
-second of wall time, with everything (server, hub, clients) on this one process, so on one core.
+again. ``--pops`` ``AgentOffered`` messages are handed to routing's offer hook (as routing does),
+round-robin over the reading agents and, one for one, to the stalled agent. The figures are pops
+delivered to reading consoles per second of wall time and per CPU-second, with everything (server,
+hub, clients) on this one process, so on one core.
 
     .venv/bin/python benchmarks/screenpop_fanout.py --consoles 20 --pops 20000
 """
@@ -122,8 +123,8 @@ async def main() -> None:
     n = 0
     for i in range(per_agent):
         for agent in agents:
-            platform.bus.publish(offer(agent, n))
-            platform.bus.publish(offer("2999", n))
+            platform.routing.on_offer(offer(agent, n))
+            platform.routing.on_offer(offer("2999", n))
             n += 1
         if i % 10 == 0:
             await asyncio.sleep(0)  # let the loop breathe as a live bus would

@@ -4,6 +4,7 @@ other; this module maps their values onto the plain dicts the console's messages
 
 from __future__ import annotations
 
+import logging
 from datetime import UTC, datetime
 from typing import Any
 
@@ -15,6 +16,7 @@ from crm import service as crm_service
 from crm.db import SessionMaker
 from cti.bus import Bus
 from cti.http import AuthDeps
+from cti.model import AgentOffered
 from cti.ports import ActionSink
 from cti.settings import Settings
 from routing.service import RoutingService
@@ -22,6 +24,8 @@ from screenpop import api as screenpop_api
 from screenpop import service as screenpop_service
 from screenpop.hub import Hub
 from screenpop.model import TicketBook
+
+log = logging.getLogger("cti.app.consoles")
 
 
 class Consoles:
@@ -42,7 +46,7 @@ class Consoles:
         self.tickets = TicketBook()
         c = settings.console
         self.service = screenpop_service.ScreenpopService(
-            subscription=screenpop_service.subscribe(bus),
+            subscription=screenpop_service.subscribe(bus, offers=False),
             hub=self.hub,
             ports=screenpop_service.ConsolePorts(
                 customer_card=self._card,
@@ -56,6 +60,20 @@ class Consoles:
             ),
             crm_pop_urls=dict(c.crm_pop_urls),
         )
+
+        # Routing tells its offer hook before it asks the PBX to ring the agent: the pop is queued for
+        # the agent's console right there, then the offer goes on the bus for everyone else.
+        publish = routing.on_offer
+
+        def offered(offer: AgentOffered) -> None:
+            try:
+                self.service.handle(offer)
+            except Exception:  # a pop that fails must never stop routing
+                log.exception("screen-pop for %s failed", offer.agent_id)
+            if publish is not None:
+                publish(offer)
+
+        routing.on_offer = offered
 
     async def run(self) -> None:
         await self.service.run()

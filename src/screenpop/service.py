@@ -62,9 +62,12 @@ def _coalesce(message: object) -> Hashable | None:
     return None
 
 
-def subscribe(bus: Bus, name: str = "screenpop") -> Subscription:
-    """The service's mailbox; subscribe before routing runs so no offer is missed."""
-    return bus.subscribe(name, MESSAGES, maxsize=100_000, coalesce=_coalesce)
+def subscribe(bus: Bus, name: str = "screenpop", *, offers: bool = True) -> Subscription:
+    """The service's mailbox; subscribe before routing runs so no offer is missed. ``offers=False``
+    when offers are handed to ``ScreenpopService.handle`` directly, as routing makes them (the pop then
+    skips a turn of the event loop: it is queued for the console before the PBX is asked to ring)."""
+    types = MESSAGES if offers else tuple(t for t in MESSAGES if t is not AgentOffered)
+    return bus.subscribe(name, types, maxsize=100_000, coalesce=_coalesce)
 
 
 @dataclass

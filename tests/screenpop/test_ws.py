@@ -1,8 +1,9 @@
 """The websocket ``/ws`` of the real platform app served by uvicorn, with real websocket clients.
 
-The platform is built in process (SQLite, no Asterisk): messages are published on its bus the way
-routing and the call service publish them, so what is tested is the hub, the tickets, the origin
-check, the limits and the message contract, end to end through a real socket.
+The platform is built in process (SQLite, no Asterisk): offers are handed to routing's offer hook
+and other messages published on its bus, the way routing and the call service do, so what is tested
+is the hub, the tickets, the origin check, the limits and the message contract, end to end through
+a real socket.
 """
 
 from __future__ import annotations
@@ -166,7 +167,7 @@ async def test_the_pop_reaches_only_the_offered_agent_with_the_customer_card(ser
     async with await served.console("1001", Role.AGENT) as a1, await served.console("1002", Role.AGENT) as a2:
         await next_of(a1, "state")
         await next_of(a2, "state")
-        served.platform.bus.publish(offer("1001", "1700000000.7", customer.id))
+        served.platform.routing.on_offer(offer("1001", "1700000000.7", customer.id))
         first = await next_of(a1, "screenpop")
         assert first["call"]["caller_name"] == "张伟"
         assert first["call"]["ivr_path"] == ["menu", "billing"]
@@ -282,9 +283,9 @@ async def test_a_console_that_stops_reading_delays_no_other_and_is_dropped(serve
                 # Enough for the stalled console to fill the kernel's socket buffers (megabytes on
                 # loopback) and then its own queue.
                 for j in range(20):
-                    served.platform.bus.publish(offer("1001", f"1700000001.{i * 20 + j}"))
+                    served.platform.routing.on_offer(offer("1001", f"1700000001.{i * 20 + j}"))
                 sent = time.monotonic()
-                served.platform.bus.publish(offer("1002", f"1700000002.{i}"))
+                served.platform.routing.on_offer(offer("1002", f"1700000002.{i}"))
                 pop = await next_of(reader, "screenpop", timeout=2.0)
                 assert pop["call"]["linkedid"] == f"1700000002.{i}"
                 delays.append(time.monotonic() - sent)
