@@ -84,8 +84,14 @@ def call_view(call: CallSnapshot, now: datetime | None = None) -> dict[str, Any]
     }
 
 
+#: The rule of a pop for a call that rang the agent without routing choosing them.
+DIRECT_RULE = "direct"
+
+
 def offer_reason(offer: AgentOffered) -> str:
     """Why this agent was chosen, in words an agent reads."""
+    if offer.rule == DIRECT_RULE:
+        return "the call was dialled to this agent directly"
     others = offer.candidates_total - 1
     text = f"chosen by rule '{offer.rule}' among {offer.candidates_total} agent(s)"
     if others <= 0:

@@ -27,6 +27,7 @@ from cti.model import (
     AgentStateChanged,
     CallChange,
     CallControlled,
+    CallPhase,
     ChangeKind,
     LiveCallsResynced,
     RecordingChanged,
@@ -186,6 +187,13 @@ class ScreenpopService:
         elif isinstance(message, CallChange):
             agent = message.call.agent
             if agent:
+                current = self.pops.get(agent)
+                if (
+                    message.call.phase is CallPhase.RINGING_AGENT
+                    and (current is None or current["call"]["key"] != str(message.call.key))
+                ):
+                    # Rung without routing's offer (dialled to the agent directly): pop as it rings.
+                    self._offered(self._direct_offer(message))
                 if message.kind is ChangeKind.CLOSED:
                     self.agent_calls.pop(agent, None)
                 else:
@@ -203,6 +211,22 @@ class ScreenpopService:
             for agent, change in list(self.agent_calls.items()):
                 if change.call.key.pbx == message.pbx and change.call.key not in message.live:
                     del self.agent_calls[agent]
+
+    def _direct_offer(self, change: CallChange) -> AgentOffered:
+        call = change.call
+        c = call.classification
+        now = self.clock()
+        return AgentOffered(
+            call=call,
+            agent_id=call.agent or "",
+            service=(c.service_name if c and c.service_name else call.dnis),
+            rule=model.DIRECT_RULE,
+            waited_seconds=max(0.0, (now - call.started_at).total_seconds()),
+            candidates=(),
+            candidates_total=1,
+            relaxed=False,
+            at=now,
+        )
 
     def _offered(self, offer: AgentOffered) -> None:
         self.health.pops += 1

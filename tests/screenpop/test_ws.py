@@ -295,3 +295,21 @@ async def test_a_console_that_stops_reading_delays_no_other_and_is_dropped(serve
             assert delays[len(delays) // 2] < 0.5, delays[-10:]
     finally:
         stalled.close()
+
+
+async def test_a_call_dialled_to_the_agent_directly_pops_as_it_rings(served: Served) -> None:
+    async with await served.console("1001", Role.AGENT) as ws:
+        await next_of(ws, "state")
+        ringing = snapshot("1700000003.1", agent="1001", phase=CallPhase.RINGING_AGENT)
+        served.platform.bus.publish(CallChange(ChangeKind.UPDATED, ringing))
+        pop = await next_of(ws, "screenpop")
+        assert pop["call"]["linkedid"] == "1700000003.1" and pop["rule"] == "direct"
+        assert pop["call"]["caller_name"] == "张伟" and "directly" in pop["reason"]
+        assert (await next_of(ws, "call"))["call"]["phase"] == "ringing_agent"
+        # The same call again (talking now) does not pop twice.
+        served.platform.bus.publish(
+            CallChange(ChangeKind.UPDATED, snapshot("1700000003.1", agent="1001", phase=CallPhase.TALKING))
+        )
+        assert (await next_of(ws, "call"))["call"]["phase"] == "talking"
+        with pytest.raises(TimeoutError):
+            await next_of(ws, "screenpop", timeout=0.5)
