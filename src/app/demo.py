@@ -33,7 +33,7 @@ from typing import Any
 from app.cli import DEMO_SERVICES, pbx_files
 from app.compose import Platform
 from crm import db as crm_db
-from crm.service import authenticate, list_customers, seed_demo_data
+from crm.service import Conflict, add_user, authenticate, list_customers, seed_demo_data
 from crm.voicemail import set_self_service
 from cti.auth import Role
 from cti.settings import Settings
@@ -538,6 +538,8 @@ def _banner(
         f"  API          {base}/docs",
         f"  health       {base}/api/health",
         f"  console      {base}/console (agents), {base}/supervisor (supervisors: live wallboard)",
+        f"               agents sign in as their id ({', '.join(a for a, _, _ in traffic.agents)}) "
+        f"with the agent password; the supervisor as supervisor",
         f"  logins (user / password, kept in {settings.state_dir / LOGINS_FILE}):",
         *(f"    {role.value} / {logins[role]}" for role in (Role.ADMIN, Role.SUPERVISOR, Role.AGENT)),
         "",
@@ -633,6 +635,11 @@ async def run_demo(
             f"demo data: added {summary.customers} customers, {summary.services} services, "
             f"{summary.users} users"
         )
+    # The simulated agents' own users (a user named by an agent id is that agent in the console),
+    # with the agent's demo password: a newcomer signs in as one and gets its calls' screen-pops.
+    for agent in sandbox_agents(settings):
+        with contextlib.suppress(Conflict):
+            await add_user(platform.sessionmaker, agent.id, logins[Role.AGENT], Role.AGENT)
     for role, password in logins.items():
         if await authenticate(platform.sessionmaker, role.value, password) is None:
             _warn(
