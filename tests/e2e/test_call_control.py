@@ -28,7 +28,9 @@ pytestmark = [pytest.mark.sandbox]
 
 WRAP_UP = 30  # long enough to see the transferring agent in wrap-up
 TALK_MS = 60_000  # the agents' phones stay on the line; the tests end the calls
-_ports = itertools.count(SIPP_PORT_BASE + 6000, 8)  # this module's own slice of the SIPp ports
+# This module's own slice of the SIPp ports, inside this session's 2,000 (sessions' port offsets are
+# 100 apart, and SIPP_PORT_BASE moves 20 ports per unit of offset).
+_ports = itertools.count(SIPP_PORT_BASE + 1600, 8)
 
 
 def ports() -> tuple[int, int]:
@@ -104,9 +106,14 @@ async def api(sandbox_pbx: SandboxPbx, tmp_path: Path):
 
 
 async def phones(pbx: SandboxPbx) -> list[sipp.SippProcess]:
-    out = []
-    for agent in pbx.agents:
-        out.append(await sipp.start_agent_phone(port=agent.port, media_port=next(_ports), talk_ms=TALK_MS))
+    out: list[sipp.SippProcess] = []
+    try:
+        for agent in pbx.agents:
+            phone = await sipp.start_agent_phone(port=agent.port, media_port=next(_ports), talk_ms=TALK_MS)
+            out.append(phone)
+    except BaseException:
+        await stop_all(out)  # never leave a phone behind on the agents' ports
+        raise
     return out
 
 
