@@ -437,6 +437,15 @@ class CallControl:
                 self._transfers.pop(key, None)  # routing's own line takes it from here (service_for)
                 self.health.transfers_completed += 1
             return False
+        if target.kind is TargetKind.NUMBER:
+            # Only after a lost answer is an outside transfer still pending here: the agent's leg
+            # leaving the call is the sign that it took.
+            if conn is None or conn.agent_id != pending.from_agent or pending.agent_channel in snap.channels:
+                return False
+            self._transfers.pop(key, None)
+            self._left.add(key)
+            await self._end_for_agent(key, conn)
+            return True
         if pending.mode is TransferMode.BLIND:
             # Changes reach routing coalesced per call, so this reads where the call is now, not
             # which steps it took: back to waiting (on its way to the target), ringing the target,

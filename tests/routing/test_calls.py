@@ -340,6 +340,18 @@ async def test_blind_transfer_to_an_outside_number_ends_the_agents_part(h: Harne
     assert len(h.sink.sent) == 1
 
 
+async def test_an_outside_transfer_whose_answer_was_lost_is_read_from_the_call(h: Harness) -> None:
+    snap = await talking(h)
+    h.sink.fail_next = [TimeoutError("no answer")]
+    with pytest.raises(OutcomeUnknown):
+        await h.service.control.transfer("1001", TransferMode.BLIND, TargetKind.NUMBER, "+8613800138000")
+    await h.feed(replace(snap, channels=(CALLER, LEG)))  # nothing moved yet: still the agent's call
+    assert await h.state("1001") is AgentStatus.ON_CALL
+    await h.feed(replace(snap, channels=(CALLER, "PJSIP/outside-0000000d")))  # it did take
+    assert await h.state("1001") is AgentStatus.WRAP_UP
+    assert len(h.sink.sent) == 1  # and it was never sent again
+
+
 async def attended(h: Harness) -> CallSnapshot:
     snap = await talking(h)
     await ready(h, "1002")
