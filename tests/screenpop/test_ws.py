@@ -43,6 +43,7 @@ from cti.model import (
     RecordingState,
 )
 from cti.settings import Settings
+from screenpop.service import SpyError
 
 
 def free_port() -> int:
@@ -313,3 +314,39 @@ async def test_a_call_dialled_to_the_agent_directly_pops_as_it_rings(served: Ser
         assert (await next_of(ws, "call"))["call"]["phase"] == "talking"
         with pytest.raises(TimeoutError):
             await next_of(ws, "screenpop", timeout=0.5)
+
+
+class RecordingSink:
+    """Stands in for the AMI link only to read the Originate a spy request writes; listening against
+    the real Asterisk is covered end to end (tests/e2e/test_console.py)."""
+
+    def __init__(self) -> None:
+        self.sent: list[tuple[str, dict[str, str]]] = []
+
+    async def send(self, action: str, headers: Any = None) -> dict[str, str]:
+        self.sent.append((action, dict(headers or {})))
+        return {"Response": "Success"}
+
+
+@pytest.mark.parametrize(("mode", "options"), [("listen", "q"), ("whisper", "qw"), ("barge", "qB")])
+async def test_spy_originates_chanspy_on_the_agents_own_channel(
+    served: Served, mode: str, options: str
+) -> None:
+    service = served.platform.consoles.service
+    sink = RecordingSink()
+    service.actions = sink
+    with pytest.raises(SpyError) as none:
+        await service.spy("1001", mode, "1002")
+    assert none.value.status == 409
+    talking = snapshot("1700000004.1", agent="1001", phase=CallPhase.TALKING)
+    service.handle(CallChange(ChangeKind.UPDATED, talking))
+    result = await service.spy("1001", mode, "1002")
+    ((action, headers),) = sink.sent
+    assert action == "Originate" and headers["Channel"] == "PJSIP/1002"
+    assert headers["Application"] == "ChanSpy" and headers["Data"] == f"PJSIP/1001-0000000a,{options}"
+    assert result["channel"] == "PJSIP/1001-0000000a"
+    for bad_mode, phone in (("eavesdrop", "1002"), (mode, "1002&PJSIP/666"), (mode, "1001")):
+        with pytest.raises(SpyError) as refused:
+            await service.spy("1001", bad_mode, phone)
+        assert refused.value.status == 422
+    assert len(sink.sent) == 1
