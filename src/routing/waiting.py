@@ -184,6 +184,25 @@ def staffed_for(service: ServiceRouting, agents: Iterable[tuple[Agent, AgentStat
     )
 
 
+def staffed_counts(
+    services: Iterable[ServiceRouting], agents: Iterable[tuple[Agent, AgentState]]
+) -> dict[str, int]:
+    """``staffed_for`` of several services at once: each needed skill's holders are found once
+    among the staffed agents, and a service's count is the size of their intersection."""
+    staffed = [agent.skills for agent, state in agents if state.status in _STAFFED]
+    holders: dict[str, set[int]] = {}
+    counts: dict[str, int] = {}
+    for service in services:
+        needed = {n.skill for n in service.needs if not n.optional}
+        found = set(range(len(staffed)))
+        for skill in needed:
+            if skill not in holders:
+                holders[skill] = {i for i, skills in enumerate(staffed) if skill in skills}
+            found &= holders[skill]
+        counts[service.name] = len(found)
+    return counts
+
+
 def expected_wait_seconds(
     position: int, staffed: int, handle_times: Sequence[float], default_handle: float = DEFAULT_HANDLE_SECONDS
 ) -> float | None:
@@ -232,12 +251,10 @@ def plan_announcements(
     ``Announcement`` with ``every == 0`` (the dialplan then plays music only)."""
     waiting = list(calls)
     positions = line_positions(waiting)
-    staffed: dict[str, int] = {}
+    in_use = {c.service: services.get(c.service) or ServiceRouting(c.service) for c in waiting}
+    staffed = staffed_counts(in_use.values(), agents)
     plan: dict[CallKey, Announcement] = {}
     for call in waiting:
-        service = services.get(call.service) or ServiceRouting(call.service)
-        if call.service not in staffed:
-            staffed[call.service] = staffed_for(service, agents)
         position = min(positions[call.key], MAX_POSITION)
         seconds = expected_wait_seconds(
             position, staffed[call.service], handle_times.recent(call.service), default_handle

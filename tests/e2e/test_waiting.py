@@ -25,7 +25,15 @@ import pytest
 from tests.support import sipp
 from tests.support.platform import PlatformProcess
 from tests.support.redis import RedisServer
-from tests.support.sandbox import PORT_OFFSET, SIPP_PORT_BASE, TEST_SERVICES, AmiRecorder, SandboxPbx
+from tests.support.sandbox import (
+    IVR_AGI_PORT,
+    IVR_DNIS,
+    PORT_OFFSET,
+    SIPP_PORT_BASE,
+    TEST_SERVICES,
+    AmiRecorder,
+    SandboxPbx,
+)
 
 from dialplans.render import render_pbx_config
 from dialplans.wiring import params_from_settings
@@ -38,8 +46,9 @@ DIAL_TIMEOUT = 5
 #: The phone standing for outside numbers: queue callbacks ring the customer here.
 OUTSIDE_PORT = 15069 + PORT_OFFSET
 ANNOUNCE_EVERY = 10
+FLOWS = Path(__file__).resolve().parent.parent / "data" / "ivr"  # desk.yaml answers the IVR DNIS
 HANDLE_SECONDS = 120
-_ports = itertools.count(SIPP_PORT_BASE + 5000, 8)  # this module's own slice of the SIPp ports
+_ports = itertools.count(SIPP_PORT_BASE + 4000, 8)  # this module's own slice of the SIPp ports
 
 
 def ports() -> tuple[int, int]:
@@ -176,6 +185,16 @@ async def platform_factory(waiting_pbx: SandboxPbx, tmp_path: Path):
 
 
 @pytest.fixture
+async def sipps():
+    """SIPp processes a test started, stopped at its end even when a later one failed to start."""
+    started: list[sipp.SippProcess] = []
+    try:
+        yield started
+    finally:
+        await stop_all(*started)
+
+
+@pytest.fixture
 async def recorder(waiting_pbx: SandboxPbx):
     rec = await waiting_pbx.recorder()
     try:
@@ -185,8 +204,17 @@ async def recorder(waiting_pbx: SandboxPbx):
 
 
 async def phone(pbx: SandboxPbx, agent_id: str, talk_ms: int = 2000) -> sipp.SippProcess:
+    """The agent's auto-answering phone. Its port may still be held for a moment by the phone of a
+    test that just ended (SIPp is stopped, then killed): try again for a few seconds."""
     (agent,) = [a for a in pbx.agents if a.id == agent_id]
-    return await sipp.start_agent_phone(port=agent.port, media_port=next(_ports), talk_ms=talk_ms)
+    for attempt in range(5):
+        try:
+            return await sipp.start_agent_phone(port=agent.port, media_port=next(_ports), talk_ms=talk_ms)
+        except RuntimeError:
+            if attempt == 4:
+                raise
+            await asyncio.sleep(2)
+    raise AssertionError("unreachable")
 
 
 async def place(pbx: SandboxPbx, number: str, name: str = "张伟") -> sipp.SippProcess:
@@ -315,10 +343,11 @@ async def _voicemails(api: Api, customer_id: int) -> list[dict[str, Any]] | None
 
 
 async def test_past_the_maximum_wait_the_caller_is_promised_a_callback_that_keeps_their_place(
-    waiting_pbx: SandboxPbx, platform_factory, recorder: AmiRecorder
+    waiting_pbx: SandboxPbx, platform_factory, recorder: AmiRecorder, sipps: list[sipp.SippProcess]
 ) -> None:
     api = await platform_factory(max_wait_seconds=4, overflow={"kind": "callback", "target": ""})
     customer_phone = await sipp.start_agent_phone(port=OUTSIDE_PORT, media_port=next(_ports), talk_ms=4000)
+    sipps.append(customer_phone)
     agent_phone = await phone(waiting_pbx, "1001", talk_ms=3000)
     later: sipp.SippProcess | None = None
     try:
@@ -365,11 +394,59 @@ async def _call_log(api: Api, linkedid: str) -> dict[str, Any] | None:
     return None
 
 
+async def test_a_callback_booked_in_the_ivr_keeps_the_callers_place_and_is_dialled_when_an_agent_frees(
+    waiting_pbx: SandboxPbx, platform_factory
+) -> None:
+    # The IVR of tests/data/ivr/desk.yaml on its DNIS: Chinese, "callback", confirm the own number.
+    api = await platform_factory(
+        {
+            "CTI_IVR__ENABLED": "true",
+            "CTI_IVR__AGI_PORT": str(IVR_AGI_PORT),
+            "CTI_IVR__FLOWS_DIR": str(FLOWS),
+        }
+    )
+    await api.request(
+        "admin", "PUT", "/api/routing/agents/1001",
+        json={"name": "agent 1001", "skills": {"mandarin": 8}, "languages": ["zh"]},
+    )  # fmt: skip
+    await api.until("the IVR listening", _agi_up, timeout=120)  # its prompts are built first
+    port, media = ports()
+    caller = await sipp.call_with_keys(
+        pbx_port=waiting_pbx.sip_port, dnis=IVR_DNIS, caller=sipp.Caller("李娜", "+8613912345678"),
+        keys=[(1500, "1"), (1500, "2"), (8500, "1")], port=port, media_port=media, hold_ms=15_000,
+    )  # fmt: skip
+    phones: list[sipp.SippProcess] = []
+    try:
+        phones.append(await sipp.start_agent_phone(port=OUTSIDE_PORT, media_port=next(_ports), talk_ms=3000))
+        phones.append(await phone(waiting_pbx, "1001", talk_ms=2000))
+        (task,) = await api.until("the callback booked", lambda: _callbacks(api), timeout=60)
+        (waiting,) = await api.until("the callback in line", lambda: _count(api, 1), timeout=10)
+        assert waiting["call"].endswith(f"/callback-{task['id']}") and waiting["language"] == "zh"
+        assert (await caller.wait(30)).ok  # the IVR said goodbye and hung up
+        await api.agent("1001", "login")
+        await api.agent("1001", "ready")
+        (done,) = await api.until("the callback done", lambda: _callbacks(api, "done"), timeout=40)
+    finally:
+        await stop_all(caller, *phones)
+    assert done["id"] == task["id"] and done["number_e164"] == "+8613912345678"
+    row = await api.until("its call log", lambda: _call_log(api, done["handled_call_key"].partition("/")[2]))
+    assert row["agent"] == "1001"
+
+
+async def _agi_up() -> bool:
+    try:
+        _, writer = await asyncio.wait_for(asyncio.open_connection("127.0.0.1", IVR_AGI_PORT), 1.0)
+    except (OSError, TimeoutError):
+        return False
+    writer.close()
+    return True
+
+
 # --- 4. live state in Redis --------------------------------------------------------------------------
 
 
 async def test_routing_with_its_live_state_in_redis_best_skill_and_ring_no_answer(
-    waiting_pbx: SandboxPbx, platform_factory, redis_server: RedisServer
+    waiting_pbx: SandboxPbx, platform_factory, redis_server: RedisServer, sipps: list[sipp.SippProcess]
 ) -> None:
     prefix = "cti:e2e-skill"
     api = await platform_factory(
@@ -378,6 +455,7 @@ async def test_routing_with_its_live_state_in_redis_best_skill_and_ring_no_answe
     # 1001 (mandarin 8) is the best skill but never answers; 1002 (mandarin 3) does.
     (a1001,) = [a for a in waiting_pbx.agents if a.id == "1001"]
     ringing = await sipp.start_ringing_phone(port=a1001.port, media_port=next(_ports))
+    sipps.append(ringing)
     answering = await phone(waiting_pbx, "1002")
     try:
         for agent_id in ("1001", "1002"):
@@ -409,7 +487,7 @@ async def _answered(api: Api, ani: str) -> dict[str, Any] | None:
 
 
 async def test_the_callback_line_outlives_a_platform_restart_with_redis(
-    waiting_pbx: SandboxPbx, platform_factory, redis_server: RedisServer
+    waiting_pbx: SandboxPbx, platform_factory, redis_server: RedisServer, sipps: list[sipp.SippProcess]
 ) -> None:
     redis = {"CTI_ROUTING__REDIS_URL": redis_server.url, "CTI_ROUTING__REDIS_PREFIX": "cti:e2e-restart"}
     routing = {"max_wait_seconds": 3, "overflow": {"kind": "callback", "target": ""}}
@@ -428,6 +506,7 @@ async def test_the_callback_line_outlives_a_platform_restart_with_redis(
     (after,) = await api.until("the callback back in line", lambda: _count(api, 1))
     assert (after["call"], after["enqueued_at"]) == (before["call"], before["enqueued_at"])
     customer_phone = await sipp.start_agent_phone(port=OUTSIDE_PORT, media_port=next(_ports), talk_ms=3000)
+    sipps.append(customer_phone)
     agent_phone = await phone(waiting_pbx, "1002", talk_ms=2000)
     try:
         await api.agent("1002", "login")

@@ -27,6 +27,7 @@ from routing.waiting import (
     plan_announcements,
     said_language,
     setvar_headers,
+    staffed_counts,
     staffed_for,
     validate_every,
     wait_minutes,
@@ -111,6 +112,14 @@ def test_staffed_agents_are_logged_in_not_on_a_break_and_hold_the_services_skill
         agent("1007", AgentStatus.READY, skills={"english": 9}),
     ]
     assert staffed_for(SUPPORT, agents) == 4
+    anyone = ServiceRouting("anyone")
+    two = ServiceRouting(
+        "two", needs=(SkillNeed("mandarin"), SkillNeed("english"), SkillNeed("x", optional=True))
+    )
+    agents.append(agent("1008", AgentStatus.ON_CALL, skills={"mandarin": 2, "english": 3}))
+    counts = staffed_counts([SUPPORT, anyone, two], agents)
+    assert counts == {"support": 5, "anyone": 6, "two": 1}
+    assert counts == {s.name: staffed_for(s, agents) for s in (SUPPORT, anyone, two)}
 
 
 def test_handle_times_keep_the_most_recent_per_service() -> None:
