@@ -191,6 +191,12 @@ async def test_agent_takes_a_popped_call_and_the_supervisor_watches_and_listens(
         await expect(agent.locator("#saved")).to_have_text("saved", timeout=10_000)
         await expect(agent.locator("#history tbody")).to_contain_text("客户询问账单，已解决", timeout=10_000)
         await agent.screenshot(path=str(SCREENSHOTS / "agent-console.png"), full_page=True)
+        # The agent's phone ends the call: wrap-up starts and the console counts it down.
+        await expect(agent.locator("#state")).to_have_text("wrap_up", timeout=30_000)
+        await expect(agent.locator("#wrapup")).to_be_visible()
+        await expect(agent.locator("#wrapup-countdown")).to_have_text(re.compile(r"^([12][0-9]|30|[1-9])$"))
+        await agent.click("#wrapup-done")
+        await expect(agent.locator("#state")).to_have_text("ready", timeout=10_000)
     finally:
         if caller is not None:
             await caller.stop()
