@@ -24,6 +24,7 @@ Guarantees:
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import logging
 import os
@@ -149,11 +150,19 @@ def row_values(snapshot: CallSnapshot, *, default_region: str | None, now: datet
 
 
 def _upsert(dialect: str, rows: Sequence[dict[str, Any]]) -> Any:
+    """The upsert for rows with ``rows[0]``'s columns, without values: executed with the rows as
+    parameters, so the statement is the same object every time and SQLAlchemy compiles it once
+    (built with the values inside, it was compiled again for every write, on the event loop)."""
+    return _upsert_statement(dialect, tuple(rows[0]))
+
+
+@functools.lru_cache(maxsize=16)
+def _upsert_statement(dialect: str, columns: tuple[str, ...]) -> Any:
     insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    stmt = insert(_TABLE).values(list(rows))
+    stmt = insert(_TABLE)
     table, new = _TABLE.c, stmt.excluded
     assignments: dict[str, Any] = {}
-    for name in rows[0]:
+    for name in columns:
         if name in _KEY_COLUMNS or name == "created_at":
             continue
         assignments[name] = func.coalesce(new[name], table[name]) if name in _STICKY else new[name]
@@ -424,7 +433,7 @@ class CallLogWriter:
         now = datetime.now(UTC)
         rows = [row_values(s, default_region=self._region, now=now) for s in snapshots]
         async with self._sessionmaker() as session, session.begin():
-            await session.execute(_upsert(session.get_bind().dialect.name, rows))
+            await session.execute(_upsert(session.get_bind().dialect.name, rows), rows)
 
     async def _close_not_live(self, resync: LiveCallsResynced) -> None:
         """Close this PBX's open rows whose calls are not live: they ended while nobody could see."""
