@@ -63,6 +63,7 @@ class BenchPbx:
     ami_port: int
     capture_user: str
     capture_secret: str
+    ami_user: str = "cti"
 
     @property
     def secret_file(self) -> Path:
@@ -93,6 +94,7 @@ async def bench_pbx_up(
         ami_port=settings.ami.port,
         capture_user=f"{settings.ami.username}-capture",
         capture_secret=sandbox.ensure_secret("capture"),
+        ami_user=settings.ami.username,
     )
 
 

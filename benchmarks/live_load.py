@@ -5,7 +5,10 @@ Asterisk process and its children) Asterisk spends per call at a given call rate
 machine shared with other work, the highest call rate without failures mostly measures the
 neighbours; Asterisk's own CPU per call is what the platform can add to (AMI events serialised for
 one more client, the actions it sends). The ratio reported is bare CPU per call over attached CPU
-per call at each step (1.0: the platform costs Asterisk nothing). Every step also reports SIPp's
+per call at each step (1.0: the platform costs Asterisk nothing). A third mode, ``listener``, is an
+AMI client that logs in as the platform's user and only reads: Asterisk builds no manager events
+at all while no AMI client is logged in, so this is the floor any AMI-attached platform pays,
+apart from what the platform itself asks of Asterisk. Every step also reports SIPp's
 failed calls, and the attached runs the platform's AMI counters: reconnects, ping timeouts, queue
 overflows (the target is zero disconnects).
 
@@ -16,7 +19,7 @@ puts them in line; no agent is ready, so nobody is connected), hear music on hol
 
 Run as root from the repository root (its own sandbox instance, ``bench``, ports offset by 700):
 
-    .venv/bin/python benchmarks/live_load.py --rates 5,10,20,40 --rounds 2
+    .venv/bin/python benchmarks/live_load.py --rates 5,10,20,40 --rounds 2 --modes bare,listener,attached
 """
 
 from __future__ import annotations
@@ -108,7 +111,8 @@ async def main() -> None:
     parser.add_argument("--rates", default="5,10,20,40", help="new calls per second, one step each")
     parser.add_argument("--seconds", type=float, default=20, help="seconds of arrivals per step")
     parser.add_argument("--hold-ms", type=int, default=2000)
-    parser.add_argument("--rounds", type=int, default=2, help="bare/attached alternations")
+    parser.add_argument("--rounds", type=int, default=2, help="alternations of the modes")
+    parser.add_argument("--modes", default="bare,listener,attached", help="bare, listener, attached")
     parser.add_argument("--json", help="also write the figures here")
     parser.add_argument("--keep-up", action="store_true", help="leave the bench instance running")
     args = parser.parse_args()
@@ -121,13 +125,22 @@ async def main() -> None:
     platform: bench.RoutingPlatform | None = None
     try:
         for n in range(args.rounds):
-            for mode in ("bare", "attached"):
+            for mode in args.modes.split(","):
+                listener = None
                 if mode == "attached":
                     platform = await bench.start_platform(
                         pbx, Path(tempfile.mkdtemp(prefix="bench-platform-"))
                     )
+                elif mode == "listener":
+                    secret = (await asyncio.to_thread(pbx.secret_file.read_text)).strip()
+                    listener = await bench.TimedRecorder.connect(pbx.ami_port, pbx.ami_user, secret)
+                elif mode != "bare":
+                    raise SystemExit(f"unknown mode {mode!r}")
                 steps = [await step(pbx, status.pid, rate, args) for rate in rates]
                 run: dict[str, Any] = {"round": n + 1, "mode": mode, "steps": steps}
+                if listener is not None:
+                    run["listener_events"] = len(listener.events)
+                    await listener.close()
                 if platform is not None:
                     counters = (await platform.health())["ami"]["counters"]
                     run["ami"] = {
@@ -152,20 +165,20 @@ async def main() -> None:
         if not args.keep_up:
             await pbx.sandbox.down()
 
+    modes = args.modes.split(",")
     by_rate = []
     for i, rate in enumerate(rates):
-        bare = [r["steps"][i]["cpu_ms_per_call"] for r in runs if r["mode"] == "bare"]
-        attached = [r["steps"][i]["cpu_ms_per_call"] for r in runs if r["mode"] == "attached"]
-        by_rate.append(
-            {
-                "rate": rate,
-                "bare_cpu_ms_per_call": statistics.median(bare),
-                "attached_cpu_ms_per_call": statistics.median(attached),
-                "capacity_ratio": round(statistics.median(bare) / statistics.median(attached), 3),
-                "failed_bare": sum(r["steps"][i]["failed"] or 0 for r in runs if r["mode"] == "bare"),
-                "failed_attached": sum(r["steps"][i]["failed"] or 0 for r in runs if r["mode"] == "attached"),
-            }
-        )
+        row: dict[str, Any] = {"rate": rate}
+        for mode in modes:
+            row[f"{mode}_cpu_ms_per_call"] = statistics.median(
+                r["steps"][i]["cpu_ms_per_call"] for r in runs if r["mode"] == mode
+            )
+            row[f"failed_{mode}"] = sum(r["steps"][i]["failed"] or 0 for r in runs if r["mode"] == mode)
+        for mode in modes:
+            if mode != "bare" and "bare" in modes:
+                ratio = row["bare_cpu_ms_per_call"] / row[f"{mode}_cpu_ms_per_call"]
+                row[f"capacity_ratio_{mode}"] = round(ratio, 3)
+        by_rate.append(row)
     report = {
         "command": " ".join(["benchmarks/live_load.py", *sys.argv[1:]]),
         "by_rate": by_rate,
