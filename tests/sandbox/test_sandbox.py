@@ -7,11 +7,13 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import shutil
 import socket
 
 import pytest
 
+from dialplans.render import Service
 from sandbox import BootTimeoutError, PortInUseError, Sandbox
 from sandbox.ami_probe import probe_fully_booted
 from tests.support.sandbox import SandboxPbx, render_for, sandbox_test_settings, skip_unless_sandbox_possible
@@ -324,6 +326,33 @@ async def test_log_has_no_warnings_or_errors(sandbox_pbx: SandboxPbx) -> None:
     assert "modules will be loaded" in log
     complaints = [line for line in log.splitlines() if "WARNING[" in line or "ERROR[" in line]
     assert complaints == []
+
+
+_APPLICATION = re.compile(r"^\s*(?:exten => [^,]+|same => n(?:\([a-z]+\))?),(?:\d+,)?([A-Za-z]+)\(", re.M)
+_FUNCTION = re.compile(r"\$\{([A-Z_]+)\(")
+
+
+async def test_every_application_and_function_the_dialplan_uses_is_loaded(sandbox_pbx: SandboxPbx) -> None:
+    # modules.conf loads only what the dialplan needs: a function it uses but does not load fails at
+    # call time (an expression silently evaluated empty), not at boot. Render every service kind and
+    # feature, and check each name against what the running Asterisk has registered.
+    services = (
+        Service("8100", "hold", record_percent=50),
+        Service("8101", "direct"),
+        Service("8102", "ivr", fallback="voicemail"),
+        Service("8103", "queue"),
+    )
+    dialplan = render_for(sandbox_pbx.sandbox, services)["extensions.conf"]
+    applications = set(_APPLICATION.findall(dialplan))
+    functions = set(_FUNCTION.findall(dialplan))
+    # The patterns do find what they look for (an empty set would pass the checks below).
+    assert {"Dial", "MixMonitor", "AGI", "Queue"} <= applications and "CUT" in functions
+    app_lines = (await sandbox_pbx.cli("core show applications")).splitlines()
+    function_lines = (await sandbox_pbx.cli("core show functions")).splitlines()
+    registered_apps = {line.split(":")[0].strip().lower() for line in app_lines}
+    registered_functions = {line.split()[0] for line in function_lines if line.strip()}
+    assert sorted(a for a in applications if a.lower() not in registered_apps) == []
+    assert sorted(f for f in functions if f not in registered_functions) == []
 
 
 async def test_restart_after_a_crash_keeps_secret_and_config(sandbox_pbx: SandboxPbx) -> None:
