@@ -4,7 +4,7 @@ onto the customer record, the IVR's prompt builder and voicemail folder, and the
 Routing, the IVR and crm never import each other; this module maps between them:
 
 * overflow voicemails are filed exactly as the IVR files its own (measured and compressed by the
-  IVR's helper, stored with ``crm.voicemail.store_voicemail`` and a callback task for the number);
+  core's ``cti.audio``, stored with ``crm.voicemail.store_voicemail`` and a callback task for the number);
 * callbacks booked in the IVR with ``keep_place`` join routing's line (the IVR's ``store_callback``
   port is wrapped: the task is stored as before, then handed to routing);
 * announcements in a language other than English are synthesised with the IVR's prompt builder
@@ -23,10 +23,11 @@ from datetime import UTC, datetime
 from crm import voicemail as crm_voicemail
 from crm.db import SessionMaker
 from cti.ami import AmiClient
+from cti.audio import measure_and_compress
 from cti.model import CallKey, CallSnapshot
 from cti.settings import Settings
 from ivr.prompts import PromptBuilder
-from ivr.service import CallbackBooking, IvrService, _measure_and_compress
+from ivr.service import CallbackBooking, IvrService
 from routing.callbacks import CallbackPorts, QueueCallbacks
 from routing.service import RoutingService
 from routing.waiting import Announcement, AnnouncementSound, Announcing, WaitingAnnouncer
@@ -59,10 +60,8 @@ def callback_ports(settings: Settings, sessionmaker: SessionMaker) -> CallbackPo
 
     async def file_voicemail(call: CallSnapshot, file_name: str) -> None:
         wav = voicemail_dir / f"{file_name}.wav"
-        seconds, compressed = await asyncio.to_thread(
-            _measure_and_compress, wav, settings.ivr.voicemail_format
-        )
-        if seconds <= 0:
+        measured = await asyncio.to_thread(measure_and_compress, wav, settings.ivr.voicemail_format)
+        if measured.seconds <= 0:
             log.info("call %s left no message after the overflow", call.key)
             return
         customer_id = call.classification.customer_id if call.classification else None
@@ -73,8 +72,8 @@ def callback_ports(settings: Settings, sessionmaker: SessionMaker) -> CallbackPo
             customer_id=customer_id,
             ani=call.ani or None,
             file_path=str(wav),
-            compressed_path=compressed,
-            duration_seconds=seconds,
+            compressed_path=str(measured.compressed) if measured.compressed is not None else None,
+            duration_seconds=measured.seconds,
             default_region=region,
         )
         if call.ani:  # as for the IVR's messages: a call back to follow, when the number allows one

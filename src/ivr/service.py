@@ -29,8 +29,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TypeVar
 
-from pydub import AudioSegment
-
+from cti.audio import measure_and_compress
 from cti.model import CallClassification, IvrRecord, RoutingRequest, SkillNeed
 from ivr import flow as engine
 from ivr.agi import AgiChannel, ChannelGone, CommandFailed
@@ -359,10 +358,11 @@ class IvrService:
         except CommandFailed:
             pass  # a hang-up during the recording, usually: the next command says so; the file is kept
         wav = self.voicemail_dir / f"{name}.wav"
-        seconds, compressed = await asyncio.to_thread(_measure_and_compress, wav, self.compressed_format)
-        if seconds > 0:
+        measured = await asyncio.to_thread(measure_and_compress, wav, self.compressed_format)
+        if measured.seconds > 0:
+            compressed = str(measured.compressed) if measured.compressed is not None else None
             message = VoicemailMessage(
-                call.key, _customer_id(call), call.context.ani, str(wav), compressed, seconds
+                call.key, _customer_id(call), call.context.ani, str(wav), compressed, measured.seconds
             )
             try:
                 await self._within_deadline("filing the voicemail", self.ports.store_voicemail(message))
@@ -372,7 +372,7 @@ class IvrService:
                 log.error("voicemail %s kept on disk but not filed: %s", wav.name, exc)
         if gone:
             raise ChannelGone("hung up after recording")
-        return engine.Recorded(str(wav), seconds)
+        return engine.Recorded(str(wav), measured.seconds)
 
 
 @dataclass
@@ -404,21 +404,3 @@ def _money_text(amount: object, currency: str, language: str) -> str:
         return f"{amount}{unit}"
     unit = {"USD": "dollars", "CNY": "yuan", "EUR": "euros"}.get(currency, currency)
     return f"{amount} {unit}"
-
-
-def _measure_and_compress(wav: Path, fmt: str) -> tuple[float, str | None]:
-    """The recording's length in seconds (0 when missing or empty) and a compressed copy's path."""
-    try:
-        segment = AudioSegment.from_file(wav, format="wav")
-    except Exception:  # no file or not audio: the caller hung up before the beep
-        return 0.0, None
-    seconds = len(segment) / 1000.0
-    if seconds <= 0:
-        return 0.0, None
-    target = wav.with_suffix(f".{fmt}")
-    try:
-        segment.export(target, format=fmt)
-    except Exception:
-        log.warning("could not compress voicemail %s", wav.name)
-        return seconds, None
-    return seconds, str(target)

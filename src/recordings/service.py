@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
+from cti.audio import Measured, measure_and_compress
 from cti.bus import Bus, subscribe_to_calls
 from cti.model import (
     CallChange,
@@ -38,7 +39,6 @@ from cti.model import (
 )
 from cti.ports import ActionFailed, ActionOutcomeUnknown, ActionSink, LinkDown
 from recordings.policy import RecordingPolicy, check_linkedid, expires_before, file_name, selects
-from recordings.transcode import Measured, measure_and_compress
 
 log = logging.getLogger("cti.recordings")
 
