@@ -20,10 +20,9 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 from tests.support import sipp
-from tests.support.platform import PlatformProcess
+from tests.support.platform import PlatformApi, PlatformProcess
 from tests.support.sandbox import SIPP_PORT_BASE, SandboxPbx
 
 pytestmark = [pytest.mark.sandbox]
@@ -33,26 +32,8 @@ AGENT_PASSWORD = "agent-password-1"
 _ports = itertools.count(SIPP_PORT_BASE + 5000, 8)  # this module's own slice of the SIPp ports
 
 
-class Api:
-    def __init__(self, platform: PlatformProcess) -> None:
-        self.platform = platform
-        self.tokens: dict[str, str] = {}
-
-    async def login(self, username: str, password: str) -> None:
-        async with httpx.AsyncClient(base_url=self.platform.base_url, timeout=5.0) as client:
-            response = await client.post("/api/auth/login", json={"username": username, "password": password})
-            response.raise_for_status()
-            self.tokens[username] = response.json()["access_token"]
-
-    async def raw(self, who: str, method: str, path: str, **kwargs: Any) -> httpx.Response:
-        headers = {"Authorization": f"Bearer {self.tokens[who]}"}
-        async with httpx.AsyncClient(base_url=self.platform.base_url, timeout=15.0, headers=headers) as c:
-            return await c.request(method, path, **kwargs)
-
-    async def request(self, who: str, method: str, path: str, **kwargs: Any) -> Any:
-        response = await self.raw(who, method, path, **kwargs)
-        assert response.status_code < 300, f"{method} {path}: {response.status_code} {response.text}"
-        return response.json()
+class Api(PlatformApi):
+    """The platform over HTTP, and waiting for what a probe of it returns."""
 
     async def wait_for(self, what: str, probe: Any, timeout: float = 40.0) -> Any:
         deadline = time.monotonic() + timeout

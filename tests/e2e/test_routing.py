@@ -20,10 +20,9 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 from tests.support import sipp
-from tests.support.platform import PlatformProcess
+from tests.support.platform import PlatformApi, PlatformProcess
 from tests.support.sandbox import SIPP_PORT_BASE, SandboxPbx
 
 from dialplans.render import PbxConfigParams
@@ -64,27 +63,8 @@ def routing_pbx(sandbox_pbx: SandboxPbx) -> Iterator[SandboxPbx]:
         asyncio.run(sandbox_pbx.sandbox.up(sandbox_pbx.files))
 
 
-class Api:
+class Api(PlatformApi):
     """The platform over HTTP as its admin and as each agent."""
-
-    def __init__(self, platform: PlatformProcess) -> None:
-        self.platform = platform
-        self.tokens: dict[str, str] = {}
-
-    async def login(self, username: str, password: str) -> None:
-        async with httpx.AsyncClient(base_url=self.platform.base_url, timeout=5.0) as client:
-            response = await client.post("/api/auth/login", json={"username": username, "password": password})
-            response.raise_for_status()
-            self.tokens[username] = response.json()["access_token"]
-
-    async def request(self, who: str, method: str, path: str, **kwargs: Any) -> Any:
-        headers = {"Authorization": f"Bearer {self.tokens[who]}"}
-        async with httpx.AsyncClient(
-            base_url=self.platform.base_url, timeout=10.0, headers=headers
-        ) as client:
-            response = await client.request(method, path, **kwargs)
-        assert response.status_code < 300, f"{method} {path}: {response.status_code} {response.text}"
-        return response.json()
 
     async def agent(self, agent_id: str, action: str) -> dict[str, Any]:
         return dict(await self.request(agent_id, "POST", f"/api/routing/agents/{agent_id}/{action}"))

@@ -20,10 +20,9 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 from tests.support import sipp
-from tests.support.platform import PlatformProcess
+from tests.support.platform import PlatformApi, PlatformProcess
 from tests.support.redis import RedisServer
 from tests.support.sandbox import (
     IVR_AGI_PORT,
@@ -74,27 +73,8 @@ def waiting_pbx(sandbox_pbx: SandboxPbx) -> Iterator[SandboxPbx]:
         asyncio.run(sandbox.up(sandbox_pbx.files))
 
 
-class Api:
+class Api(PlatformApi):
     """The platform over HTTP as its admin and as each agent."""
-
-    def __init__(self, platform: PlatformProcess) -> None:
-        self.platform = platform
-        self.tokens: dict[str, str] = {}
-
-    async def login(self, username: str, password: str) -> None:
-        async with httpx.AsyncClient(base_url=self.platform.base_url, timeout=5.0) as client:
-            response = await client.post("/api/auth/login", json={"username": username, "password": password})
-            response.raise_for_status()
-            self.tokens[username] = response.json()["access_token"]
-
-    async def request(self, who: str, method: str, path: str, **kwargs: Any) -> Any:
-        headers = {"Authorization": f"Bearer {self.tokens[who]}"}
-        async with httpx.AsyncClient(
-            base_url=self.platform.base_url, timeout=10.0, headers=headers
-        ) as client:
-            response = await client.request(method, path, **kwargs)
-        assert response.status_code < 300, f"{method} {path}: {response.status_code} {response.text}"
-        return response.json()
 
     async def get(self, path: str, **params: Any) -> Any:
         return await self.request("admin", "GET", path, params=params)

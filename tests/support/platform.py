@@ -236,3 +236,30 @@ class CuttableLink:
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+
+
+class PlatformApi:
+    """The platform over HTTP as several users at once (admin, supervisors, each agent), each signed
+    in with ``login`` and named by user name in ``request``."""
+
+    def __init__(self, platform: PlatformProcess) -> None:
+        self.platform = platform
+        self.tokens: dict[str, str] = {}
+
+    async def login(self, username: str, password: str) -> None:
+        async with httpx.AsyncClient(base_url=self.platform.base_url, timeout=5.0) as client:
+            response = await client.post("/api/auth/login", json={"username": username, "password": password})
+            response.raise_for_status()
+            self.tokens[username] = response.json()["access_token"]
+
+    async def raw(self, who: str, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        """The response as it came, whatever its status."""
+        headers = {"Authorization": f"Bearer {self.tokens[who]}"}
+        async with httpx.AsyncClient(base_url=self.platform.base_url, timeout=15.0, headers=headers) as c:
+            return await c.request(method, path, **kwargs)
+
+    async def request(self, who: str, method: str, path: str, **kwargs: Any) -> Any:
+        """The JSON body of a successful answer; anything else fails the test, saying what came back."""
+        response = await self.raw(who, method, path, **kwargs)
+        assert response.status_code < 300, f"{method} {path}: {response.status_code} {response.text}"
+        return response.json()
