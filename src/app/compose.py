@@ -95,7 +95,13 @@ class Platform:
         )
         auth = make_auth(lambda: self.token_secret)
         app.include_router(
-            build_crm_router(self.sessionmaker, auth, lambda: self.token_secret, self.settings)
+            build_crm_router(
+                self.sessionmaker,
+                auth,
+                lambda: self.token_secret,
+                self.settings,
+                customer_changed=self.consoles.customer_changed,
+            )
         )
         app.include_router(build_routing_router(self.routing, auth))
         self.consoles.install(app, auth, lambda: self.token_secret)

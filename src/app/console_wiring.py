@@ -16,7 +16,7 @@ from crm import service as crm_service
 from crm.db import SessionMaker
 from cti.bus import Bus
 from cti.http import AuthDeps
-from cti.model import AgentOffered
+from cti.model import AgentOffered, CustomerChanged
 from cti.ports import ActionSink
 from cti.settings import Settings
 from routing.service import RoutingService
@@ -42,6 +42,7 @@ class Consoles:
         self.settings = settings
         self.sessionmaker = sessionmaker
         self.routing = routing
+        self.bus = bus
         self.hub = Hub()
         self.tickets = TicketBook()
         c = settings.console
@@ -89,7 +90,11 @@ class Consoles:
                 allowed_origins=lambda: list(settings.http.allowed_origins),
             )
         )
-        app.include_router(crm_console.build_router(self.sessionmaker, auth, settings))
+        app.include_router(
+            crm_console.build_router(
+                self.sessionmaker, auth, settings, customer_changed=self.customer_changed
+            )
+        )
 
         async def authenticate(username: str, password: str) -> Any:
             return await crm_service.authenticate(self.sessionmaker, username, password)
@@ -103,6 +108,11 @@ class Consoles:
                 dispositions=list(settings.console.dispositions),
             )
         )
+
+    def customer_changed(self, customer_id: int) -> None:
+        """A write changed what a customer's card shows: the screen-pop's read-ahead card is dropped
+        (and read again for a caller of theirs still waiting)."""
+        self.bus.publish(CustomerChanged(customer_id, datetime.now(UTC)))
 
     # ------------------------------------------------------------------ ports
 

@@ -168,9 +168,11 @@ def build_router(
     auth: AuthDeps,
     token_secret_provider: Callable[[], str],
     settings: Settings,
+    customer_changed: Callable[[int], None] | None = None,
 ) -> APIRouter:
     """The CRM's routes under ``/api``. ``auth`` authenticates requests; ``token_secret_provider``
-    signs tokens at login (the same secret ``auth`` verifies with)."""
+    signs tokens at login (the same secret ``auth`` verifies with). ``customer_changed(id)`` is told
+    of a customer changed by a write here (a phone added), after the write is committed."""
     router = APIRouter(tags=["crm"])
     region = settings.default_region
     ttl = settings.auth.token_ttl_seconds
@@ -264,6 +266,8 @@ def build_router(
             record = await service.add_phone(
                 sessionmaker, customer_id, body.number, body.label, default_region=region, now=auth.clock()
             )
+        if customer_changed is not None:
+            customer_changed(customer_id)
         return PhoneOut.model_validate(record)
 
     @router.get("/api/calls", response_model=list[CallLogRecord])

@@ -14,7 +14,7 @@ characters).
 
 
 import asyncio
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict
 from datetime import datetime
@@ -251,8 +251,14 @@ async def _call_id(sessionmaker: SessionMaker, pbx: str, linkedid: str) -> int:
     return call_id
 
 
-def build_router(sessionmaker: SessionMaker, auth: AuthDeps, settings: Settings) -> APIRouter:
-    """The console's record routes under ``/api/console``."""
+def build_router(
+    sessionmaker: SessionMaker,
+    auth: AuthDeps,
+    settings: Settings,
+    customer_changed: Callable[[int], None] | None = None,
+) -> APIRouter:
+    """The console's record routes under ``/api/console``. ``customer_changed(id)`` is told, after
+    the write is committed, of every customer whose card a write changed (their history)."""
     router = APIRouter(prefix="/api/console", tags=["console"])
     AnyUser = Annotated[Principal, Depends(auth.require(Role.AGENT))]
     Supervisor = Annotated[Principal, Depends(auth.require(Role.SUPERVISOR))]
@@ -265,9 +271,12 @@ def build_router(sessionmaker: SessionMaker, auth: AuthDeps, settings: Settings)
         call is named by its key as the screen-pop gives it (``pbx``/``linkedid``)."""
         with _http_errors():
             call_id = await _call_id(sessionmaker, pbx, linkedid)
-            return await save_disposition(
+            saved = await save_disposition(
                 sessionmaker, call_id, user, disposition=body.disposition, notes=body.notes, now=auth.clock()
             )
+        if customer_changed is not None and saved.customer_id is not None:
+            customer_changed(saved.customer_id)
+        return saved
 
     @router.post("/calls/{pbx}/{linkedid}/customer", response_model=service.CallLogRecord)
     async def customer(
@@ -311,7 +320,10 @@ def build_router(sessionmaker: SessionMaker, auth: AuthDeps, settings: Settings)
                     )
                 customer_id = created.id
             assert customer_id is not None
-            return await link_customer(sessionmaker, call_id, user, customer_id, now=auth.clock())
+            linked = await link_customer(sessionmaker, call_id, user, customer_id, now=auth.clock())
+        if customer_changed is not None:
+            customer_changed(customer_id)
+        return linked
 
     @router.get("/voicemails/{voicemail_id}/audio", response_class=FileResponse)
     async def voicemail_audio(voicemail_id: Annotated[int, Path(ge=1)], _user: AnyUser) -> FileResponse:

@@ -263,3 +263,13 @@ class CallControlled:
     state: str
     target: str | None
     at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class CustomerChanged:
+    """Something a screen-pop shows of customer ``customer_id`` was written (a phone added, a call's
+    disposition or notes saved, a call linked to them). Published after the write is committed, so
+    a reader that sees this message reads the new values."""
+
+    customer_id: int
+    at: datetime

@@ -1,8 +1,13 @@
 """The screen-pop service: follows the bus and pushes to consoles through the hub.
 
+* ``CallChange`` of a call whose caller is a known customer and that has no agent yet (in the IVR,
+  waiting) → the customer's card is read ahead into a bounded cache (``screenpop.cards``);
+  ``CustomerChanged`` (and the end of any of the customer's calls) drops it and reads it again for
+  a caller still waiting.
 * ``AgentOffered`` (routing chose an agent, before their phone rings) → a ``screenpop`` to that
-  agent at once, with what the call itself knows of the customer (name, tier); then, after the
-  customer record is read, the same ``screenpop`` again with the full customer card and history.
+  agent at once, with the customer's full card when it was read ahead; otherwise with what the call
+  itself knows of the customer (name, tier), then the same ``screenpop`` again with the full card
+  once it is read.
 * ``AgentStateChanged`` → ``agent_state`` to the agent and to supervisors.
 * ``CallChange`` of a call an agent has → ``call`` to that agent.
 * every ``wallboard_interval`` seconds while a supervisor is connected → ``wallboard``.
@@ -27,14 +32,17 @@ from cti.model import (
     AgentStateChanged,
     CallChange,
     CallControlled,
+    CallKey,
     CallPhase,
     ChangeKind,
+    CustomerChanged,
     LiveCallsResynced,
     RecordingChanged,
 )
 from cti.originate import new_channel_id
 from cti.ports import ActionSink
 from screenpop import model
+from screenpop.cards import CardCache, Read
 from screenpop.hub import Console, Hub
 
 log = logging.getLogger("cti.screenpop")
@@ -46,7 +54,10 @@ MESSAGES: tuple[type, ...] = (
     LiveCallsResynced,
     CallControlled,
     RecordingChanged,
+    CustomerChanged,
 )
+#: Phases of a call that has no agent yet: its customer's card is read ahead.
+_BEFORE_AGENT = frozenset({CallPhase.ARRIVING, CallPhase.IN_IVR, CallPhase.WAITING})
 #: ChanSpy options per mode: q quiet (no beep), w whisper to the agent, B barge (talk to both).
 SPY_OPTIONS = {"listen": "q", "whisper": "qw", "barge": "qB"}
 _AGENT_CHANNEL = re.compile(r"^PJSIP/[0-9]{1,32}-[0-9A-Za-z]{1,16}$")
@@ -114,6 +125,10 @@ class ScreenpopHealth:
     pops: int = 0
     cards: int = 0
     card_errors: int = 0
+    #: offers whose first pop carried the full card read ahead, and those that had to wait for it
+    card_hits: int = 0
+    card_misses: int = 0
+    cards_read_ahead: int = 0
     wallboards: int = 0
     bus_overflows: int = 0
     errors: int = 0
@@ -132,6 +147,7 @@ class ScreenpopService:
         stats_interval: float = 5.0,
         thresholds: Thresholds | None = None,
         crm_pop_urls: dict[str, str] | None = None,
+        cards: CardCache | None = None,
     ) -> None:
         self.hub = hub
         self.ports = ports
@@ -149,7 +165,12 @@ class ScreenpopService:
         self.wallboard: dict[str, Any] | None = None
         self._stats: list[dict[str, Any]] = []
         self._stats_at = 0.0
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self.cards = cards or CardCache()
+        #: customers' cards being read: customer id → the read and its task
+        self._reads: dict[int, tuple[Read, asyncio.Task[dict[str, Any] | None]]] = {}
+        #: calls without an agent yet whose caller is a known customer: call → customer id
+        self._before_agent: dict[CallKey, int] = {}
 
     # ------------------------------------------------------------------ running
 
@@ -185,6 +206,7 @@ class ScreenpopService:
             self.hub.send_to_agent(message.agent_id, text)
             self.hub.send_to_supervisors(text)
         elif isinstance(message, CallChange):
+            self._read_ahead(message)
             agent = message.call.agent
             if agent:
                 current = self.pops.get(agent)
@@ -207,10 +229,79 @@ class ScreenpopService:
             for agent, change in self.agent_calls.items():
                 if change.call.key == message.call:
                     self.hub.send_to_agent(agent, model.recording(message))
+        elif isinstance(message, CustomerChanged):
+            self._customer_changed(message.customer_id)
         elif isinstance(message, LiveCallsResynced):
             for agent, change in list(self.agent_calls.items()):
                 if change.call.key.pbx == message.pbx and change.call.key not in message.live:
                     del self.agent_calls[agent]
+            for key in [k for k in self._before_agent if k.pbx == message.pbx and k not in message.live]:
+                del self._before_agent[key]
+
+    # ------------------------------------------------------------------ customer cards
+
+    def _now(self) -> float:
+        return asyncio.get_running_loop().time()
+
+    def _read_ahead(self, change: CallChange) -> None:
+        """Read the card of a known caller who has no agent yet, unless it is cached or being read."""
+        call = change.call
+        c = call.classification
+        customer_id = c.customer_id if c is not None else None
+        if change.kind in (ChangeKind.ENDED, ChangeKind.CLOSED) or call.phase not in _BEFORE_AGENT:
+            self._before_agent.pop(call.key, None)
+            if customer_id is not None and change.kind is ChangeKind.ENDED:
+                # The call's log now holds how it ended: the customer's history changed.
+                self._customer_changed(customer_id)
+            return
+        if customer_id is None:
+            return
+        self._before_agent[call.key] = customer_id
+        now = self._now()
+        if self.cards.get(customer_id, now) is None and self._reading(customer_id, now) is None:
+            self._start_read(customer_id, now)
+
+    def _customer_changed(self, customer_id: int) -> None:
+        now = self._now()
+        self.cards.invalidate(customer_id, now)
+        self._reads.pop(customer_id, None)
+        if customer_id in self._before_agent.values():
+            self._start_read(customer_id, now)  # a caller of theirs is still waiting: read it again
+
+    def _reading(self, customer_id: int, now: float) -> asyncio.Task[dict[str, Any] | None] | None:
+        """The read of the customer's card in flight that will give current values, if any."""
+        entry = self._reads.get(customer_id)
+        if entry is None:
+            return None
+        read, task = entry
+        if not self.cards.current(read, now):
+            del self._reads[customer_id]
+            return None
+        return task
+
+    def _start_read(self, customer_id: int, now: float) -> asyncio.Task[dict[str, Any] | None]:
+        read = self.cards.begin(customer_id, now)
+        task = asyncio.create_task(self._read_card(read), name="screenpop-card-ahead")
+        self._reads[customer_id] = (read, task)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+    async def _read_card(self, read: Read) -> dict[str, Any] | None:
+        customer_id = read.customer_id
+        try:
+            card = await self.ports.customer_card(customer_id)
+        except Exception:
+            self.health.card_errors += 1
+            log.exception("customer card %s not read", customer_id)
+            card = None
+        finally:
+            entry = self._reads.get(customer_id)
+            if entry is not None and entry[0] is read:
+                del self._reads[customer_id]
+        if self.cards.store(read, card, self._now()):
+            self.health.cards_read_ahead += 1
+        return card
 
     def _direct_offer(self, change: CallChange) -> AgentOffered:
         call = change.call
@@ -231,13 +322,25 @@ class ScreenpopService:
     def _offered(self, offer: AgentOffered) -> None:
         self.health.pops += 1
         c = offer.call.classification
-        summary = None
+        self._before_agent.pop(offer.call.key, None)
+        customer: dict[str, Any] | None = None
         if c is not None and c.customer_id is not None:
-            summary = {"id": c.customer_id, "name": c.customer_name, "tier": c.customer_tier, "partial": True}
-        pop = self._pop(offer, summary)
+            customer = self.cards.get(c.customer_id, self._now())
+            if customer is not None:
+                self.health.card_hits += 1
+            else:
+                self.health.card_misses += 1
+                customer = {
+                    "id": c.customer_id,
+                    "name": c.customer_name,
+                    "tier": c.customer_tier,
+                    "partial": True,
+                }
+        pop = self._pop(offer, customer)
         self.pops[offer.agent_id] = pop
         self.hub.send_to_agent(offer.agent_id, pop)
-        if c is not None and c.customer_id is not None:
+        if c is not None and c.customer_id is not None and customer is not None and customer.get("partial"):
+            # The card was not read ahead (or the customer changed since): the second pop brings it.
             task = asyncio.create_task(self._send_card(offer, c.customer_id), name="screenpop-card")
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
@@ -249,12 +352,9 @@ class ScreenpopService:
         return pop
 
     async def _send_card(self, offer: AgentOffered, customer_id: int) -> None:
-        try:
-            card = await self.ports.customer_card(customer_id)
-        except Exception:
-            self.health.card_errors += 1
-            log.exception("customer card %s not read for the pop", customer_id)
-            return
+        now = self._now()
+        read = self._reading(customer_id, now) or self._start_read(customer_id, now)
+        card = await asyncio.shield(read)
         if card is None:
             return
         pop = self._pop(offer, card)

@@ -118,10 +118,15 @@ def snapshot(linkedid: str = "1700000000.1", *, customer_id: int | None = None, 
         anchor_uniqueid=linkedid,
         agent=agent,
         classification=CallClassification(
-            ani_e164="+8613800138000", customer_id=customer_id, customer_name="张伟" if customer_id else None,
-            customer_tier="vip" if customer_id else None, new_contact=customer_id is None,
-            customer_match="unique" if customer_id else "none:unknown_number", service_id=1,
-            service_name="support", language="zh-CN",
+            ani_e164="+8613800138000",
+            customer_id=customer_id,
+            customer_name="张伟" if customer_id else None,
+            customer_tier="vip" if customer_id else None,
+            new_contact=customer_id is None,
+            customer_match="unique" if customer_id else "none:unknown_number",
+            service_id=1,
+            service_name="support",
+            language="zh-CN",
         ),
         ivr=IvrRecord(path=("menu", "billing"), inputs=(("menu", "2"), ("pin", "****"))),
         channels=("PJSIP/trunk-00000001", f"PJSIP/{agent}-0000000a") if agent else ("PJSIP/trunk-00000001",),
@@ -159,6 +164,8 @@ async def test_a_console_gets_hello_then_the_full_state(served: Served) -> None:
 
 
 async def test_the_pop_reaches_only_the_offered_agent_with_the_customer_card(served: Served) -> None:
+    """A cache miss (the call was never seen waiting): the first pop carries what the call knows of
+    the customer, the second the whole card."""
     customer = await crm_service.create_customer(
         served.platform.sessionmaker,
         crm_service.NewCustomer(name="张伟", tier="vip", language="zh-CN", notes="<b>不要</b> 推销",
@@ -187,10 +194,97 @@ async def test_the_pop_reaches_only_the_offered_agent_with_the_customer_card(ser
         assert state["pop"]["customer"]["name"] == "张伟"
 
 
+async def read_ahead(served: Served, count: int, timeout: float = 10.0) -> None:
+    """Wait until ``count`` cards have been read ahead into the screen-pop's cache."""
+    health = served.platform.consoles.service.health
+    deadline = time.monotonic() + timeout
+    while health.cards_read_ahead < count:
+        assert time.monotonic() < deadline, f"{health.cards_read_ahead} cards read ahead, wanted {count}"
+        await asyncio.sleep(0.02)
+
+
+async def vip(served: Served) -> int:
+    customer = await crm_service.create_customer(
+        served.platform.sessionmaker,
+        crm_service.NewCustomer(name="张伟", tier="vip", language="zh-CN", notes="老客户",
+                                phones=[crm_service.NewPhone("+8613800138000")]),
+        default_region="CN",
+    )  # fmt: skip
+    return customer.id
+
+
+async def test_a_waiting_callers_card_is_read_ahead_and_the_first_pop_carries_it(served: Served) -> None:
+    customer_id = await vip(served)
+    service = served.platform.consoles.service
+    async with await served.console("1001", Role.AGENT) as ws:
+        await next_of(ws, "state")
+        served.platform.bus.publish(
+            CallChange(ChangeKind.UPDATED, snapshot("1700000005.1", customer_id=customer_id))
+        )
+        await read_ahead(served, 1)
+        served.platform.routing.on_offer(offer("1001", "1700000005.1", customer_id))
+        pop = await next_of(ws, "screenpop")
+        assert "partial" not in pop["customer"]
+        assert pop["customer"]["notes"] == "老客户" and "interactions" in pop["customer"]
+        assert [p["e164"] for p in pop["customer"]["phones"]] == ["+8613800138000"]
+        with pytest.raises(TimeoutError):  # no second message: the first one was whole
+            await next_of(ws, "screenpop", timeout=0.5)
+        assert service.health.card_hits == 1 and service.health.card_misses == 0
+
+
+async def test_a_card_changed_while_the_caller_waits_is_read_again(served: Served) -> None:
+    customer_id = await vip(served)
+    async with await served.console("1001", Role.AGENT) as ws:
+        await next_of(ws, "state")
+        served.platform.bus.publish(
+            CallChange(ChangeKind.UPDATED, snapshot("1700000006.1", customer_id=customer_id))
+        )
+        await read_ahead(served, 1)
+        # A supervisor adds a phone through the real route while the caller waits.
+        async with httpx.AsyncClient(base_url=served.base) as client:
+            r = await client.post(
+                f"/api/customers/{customer_id}/phones",
+                json={"number": "+8613900139000", "label": "mobile"},
+                headers={"Authorization": f"Bearer {served.token('boss', Role.SUPERVISOR)}"},
+            )
+            assert r.status_code == 201, r.text
+        await read_ahead(served, 2)
+        served.platform.routing.on_offer(offer("1001", "1700000006.1", customer_id))
+        pop = await next_of(ws, "screenpop")
+        assert "partial" not in pop["customer"]
+        assert sorted(p["e164"] for p in pop["customer"]["phones"]) == ["+8613800138000", "+8613900139000"]
+
+
+async def test_a_card_changed_with_no_caller_waiting_is_dropped_and_the_pop_falls_back(
+    served: Served,
+) -> None:
+    customer_id = await vip(served)
+    service = served.platform.consoles.service
+    async with await served.console("1001", Role.AGENT) as ws:
+        await next_of(ws, "state")
+        waiting = snapshot("1700000007.1", customer_id=customer_id)
+        served.platform.bus.publish(CallChange(ChangeKind.UPDATED, waiting))
+        await read_ahead(served, 1)
+        # That caller hangs up: the card is dropped (their history changed) and not read again.
+        served.platform.bus.publish(CallChange(ChangeKind.ENDED, waiting))
+        deadline = time.monotonic() + 5
+        while service.cards.get(customer_id, asyncio.get_running_loop().time()) is not None:
+            assert time.monotonic() < deadline
+            await asyncio.sleep(0.02)
+        # The next call of theirs is offered at once (never seen waiting): partial, then whole.
+        served.platform.routing.on_offer(offer("1001", "1700000007.2", customer_id))
+        first = await next_of(ws, "screenpop")
+        assert first["customer"]["partial"] is True
+        full = await next_of(ws, "screenpop")
+        assert full["customer"]["notes"] == "老客户" and "partial" not in full["customer"]
+        assert service.health.card_misses == 1 and service.health.card_hits == 0
+
+
 async def test_agent_states_reach_the_agent_and_supervisors_live(served: Served) -> None:
-    async with await served.console("1001", Role.AGENT) as agent, await served.console(
-        "boss", Role.SUPERVISOR
-    ) as boss:
+    async with (
+        await served.console("1001", Role.AGENT) as agent,
+        await served.console("boss", Role.SUPERVISOR) as boss,
+    ):
         await next_of(agent, "state")
         await next_of(boss, "state")
         served.platform.bus.publish(AgentStateChanged("1001", "ready", datetime.now(UTC)))
