@@ -6,10 +6,11 @@ On the sandbox PBX (its own instance: ``CTI_TEST_INSTANCE``/``CTI_TEST_PORT_OFFS
 are placed with at most ``--in-progress`` up at once (most of them waiting on hold), so that many
 calls are in progress while pops are measured.
 
-For each routed call: the pop's arrival at the agent's console, against the AMI ``DialBegin`` of the
-agent's channel (Asterisk starts ringing the phone: the INVITE goes out) and ``DialState`` RINGING
-(the phone answered 180 Ringing), read by one AMI recorder on this same process and clock. Negative
-is better: the pop came first.
+Every caller is a known customer (created before the run), so each pop has a customer card. For each
+routed call: the first pop's arrival at the agent's console, and the arrival of the first pop that
+carries the whole card, against the AMI ``DialBegin`` of the agent's channel (Asterisk starts
+ringing the phone: the INVITE goes out) and ``DialState`` RINGING (the phone answered 180 Ringing),
+read by one AMI recorder on this same process and clock. Negative is better: the pop came first.
 
     .venv/bin/python benchmarks/screenpop_ring.py --agents 10 --calls 300 --in-progress 100
 """
@@ -41,8 +42,14 @@ from sandbox.traffic import Caller, start_agent_phone, start_callers  # noqa: E4
 CALLERS = tuple(Caller(f"客户{i}", f"1390013{i:04d}") for i in range(100))
 
 
-async def console(platform: bench.RoutingPlatform, agent: str, pops: dict[tuple[str, str], float]) -> None:
-    """One agent's console: records when each pop arrives, by (agent, linkedid)."""
+async def console(
+    platform: bench.RoutingPlatform,
+    agent: str,
+    pops: dict[tuple[str, str], float],
+    cards: dict[tuple[str, str], tuple[float, bool]],
+) -> None:
+    """One agent's console: records when each pop arrives, by (agent, linkedid), and when the whole
+    customer card does (with whether it came in the call's first pop)."""
     base = platform.platform.base_url
     async with httpx.AsyncClient(base_url=base) as client:
         r = await client.post("/api/ws-ticket", headers={"Authorization": f"Bearer {platform.tokens[agent]}"})
@@ -53,7 +60,12 @@ async def console(platform: bench.RoutingPlatform, agent: str, pops: dict[tuple[
             now = time.monotonic()
             message = json.loads(raw)
             if message["type"] == "screenpop":
-                pops.setdefault((agent, message["call"]["linkedid"]), now)
+                key = (agent, message["call"]["linkedid"])
+                first = key not in pops
+                pops.setdefault(key, now)
+                customer = message.get("customer")
+                if customer and not customer.get("partial"):
+                    cards.setdefault(key, (now, first))
 
 
 async def main() -> None:
@@ -69,8 +81,12 @@ async def main() -> None:
     pbx = await bench.bench_pbx_up(args.agents)
     rec = await bench.TimedRecorder.connect(pbx.ami_port, pbx.capture_user, pbx.capture_secret)
     platform = await bench.start_platform(pbx, Path(tempfile.mkdtemp(prefix="bench-pop-")), wrap_up_seconds=0)
+    for caller in CALLERS:
+        record = {"name": caller.name, "tier": "gold", "phones": [{"number": caller.number}]}
+        await platform.request("admin", "POST", "/api/customers", json=record)
     pops: dict[tuple[str, str], float] = {}
-    readers = [asyncio.create_task(console(platform, a.id, pops)) for a in pbx.agents]
+    cards: dict[tuple[str, str], tuple[float, bool]] = {}
+    readers = [asyncio.create_task(console(platform, a.id, pops, cards)) for a in pbx.agents]
     phones = []
     try:
         for agent in pbx.agents:
@@ -120,6 +136,16 @@ async def main() -> None:
             ringing.setdefault(key, e.at)
     to_dial = [(pops[k] - t) * 1000 for k, t in dial_begin.items() if k in pops]
     to_ring = [(pops[k] - t) * 1000 for k, t in ringing.items() if k in pops]
+    card_to_dial = [(cards[k][0] - t) * 1000 for k, t in dial_begin.items() if k in cards]
+    card_to_ring = [(cards[k][0] - t) * 1000 for k, t in ringing.items() if k in cards]
+
+    def spread(values: list[float]) -> dict[str, float]:
+        return {
+            "p50": round(percentile(values, 0.5), 1),
+            "p99": round(percentile(values, 0.99), 1),
+            "max": round(max(values, default=float("nan")), 1),
+        }
+
     report: dict[str, Any] = {
         "command": " ".join(["benchmarks/screenpop_ring.py", *sys.argv[1:]]),
         "agents": args.agents,
@@ -140,6 +166,10 @@ async def main() -> None:
             "p99": round(percentile(to_ring, 0.99), 1),
             "max": round(max(to_ring, default=float("nan")), 1),
         },
+        "cards": len(cards),
+        "card_in_first_pop": sum(1 for _, first in cards.values() if first),
+        "card_minus_dial_begin_ms": spread(card_to_dial),
+        "card_minus_ringing_ms": spread(card_to_ring),
         "platform_ami": health,
     }
     print(json.dumps(report, indent=2))
