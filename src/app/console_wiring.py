@@ -5,6 +5,7 @@ other; this module maps their values onto the plain dicts the console's messages
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -19,6 +20,7 @@ from cti.http import AuthDeps
 from cti.model import AgentOffered, CustomerChanged
 from cti.ports import ActionSink
 from cti.settings import Settings
+from routing.model import Agent, ServiceRouting
 from routing.service import RoutingService
 from screenpop import api as screenpop_api
 from screenpop import service as screenpop_service
@@ -26,6 +28,18 @@ from screenpop.hub import Hub
 from screenpop.model import TicketBook
 
 log = logging.getLogger("cti.app.consoles")
+
+
+def services_of(agent: Agent, services: Iterable[ServiceRouting]) -> list[str]:
+    """The services whose line ``agent`` works, by routing's rule for staffing a line
+    (``routing.waiting.staffed_for``): they hold every skill the service always needs, at any level
+    (a service that needs no skill is worked by every agent)."""
+    out = []
+    for service in services:
+        needed = [n.skill for n in service.needs if not n.optional]
+        if all(skill in agent.skills for skill in needed):
+            out.append(service.name)
+    return sorted(out)
 
 
 class Consoles:
@@ -120,6 +134,7 @@ class Consoles:
         return await crm_console.customer_card(self.sessionmaker, customer_id)
 
     async def _agents(self) -> list[dict[str, Any]]:
+        services = self.routing.waiting_view()[2].values()
         out = []
         for profile, state in await self.routing.agents():
             out.append(
@@ -134,6 +149,8 @@ class Consoles:
                     "call": str(state.call) if state.call else None,
                     "service": state.service,
                     "calls_handled": state.calls_handled,
+                    # An inactive agent is offered no calls: they count for no service.
+                    "services": services_of(profile.agent, services) if profile.active else [],
                 }
             )
         return out

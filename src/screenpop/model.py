@@ -176,6 +176,20 @@ def agent_channel(call: CallSnapshot, agent_id: str) -> str | None:
     return None
 
 
+def agents_by_state(agents: list[dict[str, Any]]) -> tuple[dict[str, int], dict[str, dict[str, int]]]:
+    """Agents counted by ``status``: over all, and per service for each service in an agent's
+    ``services`` (an agent who can take several services counts in each of them)."""
+    overall: dict[str, int] = {}
+    per_service: dict[str, dict[str, int]] = {}
+    for agent in agents:
+        status = agent["status"]
+        overall[status] = overall.get(status, 0) + 1
+        for service in agent.get("services") or ():
+            counts = per_service.setdefault(service, {})
+            counts[status] = counts.get(status, 0) + 1
+    return overall, per_service
+
+
 ACTIVE_PHASES = frozenset({CallPhase.RINGING_AGENT, CallPhase.TALKING, CallPhase.HELD})
 
 

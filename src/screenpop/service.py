@@ -87,7 +87,8 @@ class ConsolePorts:
     """What the service reads from other capabilities (wired by the composition root).
 
     ``customer_card(id)``: the card or ``None``; ``agents()``: every agent as ``{"id", "name",
-    "status", "since", "reason", "call", "service"}``; ``queues()``: per service ``{"service",
+    "status", "since", "reason", "call", "service", "services"}`` (``services``: the services whose
+    calls they can take); ``queues()``: per service ``{"service",
     "waiting", "longest_wait_seconds", "ready_agents"}``; ``stats_today()``: per service figures.
     """
 
@@ -405,9 +406,8 @@ class ScreenpopService:
         now = self.clock()
         agents = await self.ports.agents()
         queues = await self.ports.queues()
-        by_state: dict[str, int] = {}
+        by_state, by_service = model.agents_by_state(agents)
         for a in agents:
-            by_state[a["status"]] = by_state.get(a["status"], 0) + 1
             since = a.get("since")
             a["seconds_in_state"] = (
                 round((now - datetime.fromisoformat(since)).total_seconds()) if since else None
@@ -421,6 +421,7 @@ class ScreenpopService:
         for q in queues:
             figures = stats.get(q["service"], {})
             row = {**q, **{k: v for k, v in figures.items() if k != "service"}}
+            row["agents_by_state"] = by_service.get(q["service"], {})
             services.append(row)
             if q["longest_wait_seconds"] > t.longest_wait_seconds:
                 alerts.append(
@@ -442,7 +443,15 @@ class ScreenpopService:
                 )
         for name, figures in stats.items():
             if name not in {q["service"] for q in queues}:
-                services.append({"service": name, "waiting": [], "longest_wait_seconds": 0.0, **figures})
+                services.append(
+                    {
+                        "service": name,
+                        "waiting": [],
+                        "longest_wait_seconds": 0.0,
+                        **figures,
+                        "agents_by_state": by_service.get(name, {}),
+                    }
+                )
         return {
             "type": model.WALLBOARD,
             "at": now.isoformat(),

@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from cti.auth import Principal, Role
-from screenpop.model import RateLimit, TicketBook, crm_url, origin_allowed
+from screenpop.model import RateLimit, TicketBook, agents_by_state, crm_url, origin_allowed
 
 NOW = datetime(2026, 11, 22, 9, 0, tzinfo=UTC)
 AGENT = Principal(7, "1001", Role.AGENT)
@@ -62,3 +62,26 @@ def test_crm_urls_are_rendered_sandboxed_and_only_as_http() -> None:
     assert crm_url("https://x/{{ ''.__class__.__mro__ }}", call) is None  # the sandbox refuses
     assert crm_url("https://x/{{ caller_name }}\r\nSet-Cookie: a", call) is None
     assert crm_url("https://x/{% if %}", call) is None
+
+
+@pytest.mark.parametrize(
+    ("agents", "overall", "per_service"),
+    [
+        ([], {}, {}),
+        (
+            [
+                {"status": "ready", "services": ["sales", "support"]},
+                {"status": "on_call", "services": ["support"]},
+                {"status": "ready", "services": []},
+                {"status": "not_ready", "services": ["sales"]},
+            ],
+            {"ready": 2, "on_call": 1, "not_ready": 1},
+            {"sales": {"ready": 1, "not_ready": 1}, "support": {"ready": 1, "on_call": 1}},
+        ),
+        ([{"status": "logged_out"}], {"logged_out": 1}, {}),  # no services known: counted overall only
+    ],
+)
+def test_agents_are_counted_by_state_overall_and_in_each_service_they_take(
+    agents: list[dict[str, object]], overall: dict[str, int], per_service: dict[str, dict[str, int]]
+) -> None:
+    assert agents_by_state(agents) == (overall, per_service)  # type: ignore[arg-type]

@@ -307,6 +307,50 @@ async def test_agent_states_reach_the_agent_and_supervisors_live(served: Served)
         assert (await next_of(agent, "recording"))["state"] == "paused"
 
 
+async def test_the_wallboard_counts_agents_by_state_in_each_service_they_can_take(served: Served) -> None:
+    """Through the real routes: two services, one needing a skill; an agent counts in every service
+    whose always-needed skills they hold (routing's rule for staffing a line)."""
+    admin = {"Authorization": f"Bearer {served.token('admin', Role.ADMIN)}"}
+    async with httpx.AsyncClient(base_url=served.base, headers=admin) as client:
+        for dnis, name in (("8001", "support"), ("8002", "vip")):
+            r = await client.post("/api/services", json={"dnis": dnis, "name": name})
+            assert r.status_code == 201, r.text
+            needs = [{"skill": "vip", "min_level": 5}, {"skill": "mandarin", "optional": True}]
+            routing = {"needs": needs if name == "vip" else []}
+            r = await client.put(f"/api/routing/services/{r.json()['id']}", json=routing)
+            assert r.status_code == 200, r.text
+        for agent, skills, active in (
+            ("1001", {"vip": 2}, True),
+            ("1002", {}, True),
+            ("1003", {"vip": 9}, False),
+        ):
+            r = await client.put(
+                f"/api/routing/agents/{agent}",
+                json={"name": f"agent {agent}", "skills": skills, "active": active},
+            )
+            assert r.status_code == 200, r.text
+        for path in ("login", "ready"):
+            r = await client.post(
+                f"/api/routing/agents/1001/{path}",
+                headers={"Authorization": f"Bearer {served.token('1001', Role.AGENT)}"},
+            )
+            assert r.status_code == 200, r.text
+    async with await served.console("boss", Role.SUPERVISOR) as boss:
+        await next_of(boss, "state")
+        wall = await next_of(boss, "wallboard", timeout=10)
+    rows = {row["service"]: row for row in wall["services"]}
+    # 1001 (vip at level 2: the need's level is for choosing, not for working the line) is ready in
+    # both; 1002 (no skill) only in support; 1003 is inactive and counts in neither.
+    assert rows["support"]["agents_by_state"] == {"ready": 1, "logged_out": 1}
+    assert rows["vip"]["agents_by_state"] == {"ready": 1}
+    assert wall["agents_by_state"] == {"ready": 1, "logged_out": 2}
+    assert {a["id"]: a["services"] for a in wall["agents"]} == {
+        "1001": ["support", "vip"],
+        "1002": ["support"],
+        "1003": [],
+    }
+
+
 async def test_a_ticket_is_single_use_and_the_origin_is_checked(served: Served) -> None:
     ticket = await served.ticket("1001", Role.AGENT)
     url = f"ws://127.0.0.1:{served.port}/ws?ticket={ticket}"

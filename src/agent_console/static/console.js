@@ -84,6 +84,41 @@ function signOut() {
 
 // ------------------------------------------------------------------ agent console
 
+// Attended transfer: consult another agent (the caller on hold), then complete or cancel. What the
+// panel shows comes from the call_control messages of the agent's call, not from the buttons'
+// answers, so it shows what Asterisk accepted, also when a supervisor acts for the agent.
+function consultPanel(agent) {
+  const buttons = { start: $("consult-start"), complete: $("consult-complete"), cancel: $("consult-cancel") };
+  const enable = (consulting) => {
+    buttons.start.disabled = consulting;
+    buttons.complete.disabled = !consulting;
+    buttons.cancel.disabled = !consulting;
+  };
+  const target = (m) => (m.target || "").replace(":", " ");
+  const show = (m) => {
+    const box = $("consult-state");
+    if (m.action === "transfer" && m.state === "consulting") {
+      text(box, `consulting ${target(m)}`); box.dataset.state = "consulting"; enable(true);
+    } else if (m.action === "complete") {
+      text(box, `transferred to ${target(m)}`); box.dataset.state = "transferred"; enable(false);
+      buttons.start.disabled = true;
+    } else if (m.action === "cancel") {
+      text(box, "consultation cancelled: back with the caller"); box.dataset.state = "cancelled"; enable(false);
+    } else if (m.state === "hung_up") {
+      text(box, ""); delete box.dataset.state; enable(false);
+    }
+  };
+  const reset = () => { text($("consult-state"), ""); delete $("consult-state").dataset.state; enable(false); };
+  buttons.start.addEventListener("click", () => guarded(async () => {
+    const to = $("transfer-to").value.trim();
+    if (!/^[0-9]{1,32}$/.test(to)) throw new Error("an attended transfer goes to an agent: give the agent's id");
+    await api("POST", `/api/agents/${agent}/call/transfer`, { mode: "attended", to: { agent: to } });
+  }));
+  buttons.complete.addEventListener("click", () => guarded(() => api("POST", `/api/agents/${agent}/call/transfer/complete`)));
+  buttons.cancel.addEventListener("click", () => guarded(() => api("POST", `/api/agents/${agent}/call/transfer/cancel`)));
+  return { show, reset };
+}
+
 function agentPage() {
   const agent = document.body.dataset.agent;
   let pop = null;
@@ -157,6 +192,7 @@ function agentPage() {
 
   const showPop = (message) => {
     if (!message) return;
+    if (!pop || pop.call.key !== message.call.key) consult.reset();
     pop = message;
     const call = message.call;
     const customer = message.customer;
@@ -190,7 +226,10 @@ function agentPage() {
       if (first && m.crm_url) window.open(m.crm_url, "crm", "noopener,noreferrer");
     }
     else if (m.type === "call") showCall(m.call);
-    else if (m.type === "call_control" && pop && m.call === pop.call.key) text($("pop-phase"), m.state);
+    else if (m.type === "call_control" && pop && m.call === pop.call.key) {
+      text($("pop-phase"), m.state);
+      consult.show(m);
+    }
     else if (m.type === "recording" && pop && m.call === pop.call.key) {
       text($("recording-state"), m.state === "paused" ? "paused" : (m.state === "active" ? "recording" : m.state));
     }
@@ -224,6 +263,7 @@ function agentPage() {
     const target = to.startsWith("+") ? { number: to } : (to.startsWith("8") ? { service: to } : { agent: to });
     await api("POST", `/api/agents/${agent}/call/transfer`, { mode: "blind", to: target });
   }));
+  const consult = consultPanel(agent);
 
   const callPath = () => `/api/console/calls/${encodeURIComponent(pop.call.pbx)}/${encodeURIComponent(pop.call.linkedid)}`;
   $("save-disposition").addEventListener("click", () => guarded(async () => {
@@ -277,6 +317,14 @@ function barChart(title, rows, key, format) {
   return figure;
 }
 
+// Agents counted by state, in the order of a shift: "ready 2 · on_call 1 · not_ready 1".
+const STATE_ORDER = ["ready", "reserved", "on_call", "wrap_up", "not_ready", "logged_out"];
+function byState(counts) {
+  const order = (k) => (STATE_ORDER.indexOf(k) < 0 ? STATE_ORDER.length : STATE_ORDER.indexOf(k));
+  return Object.entries(counts || {}).filter(([, v]) => v > 0)
+    .sort(([a], [b]) => order(a) - order(b)).map(([k, v]) => `${k} ${v}`).join(" · ");
+}
+
 function supervisorPage() {
   const agents = new Map();
   const pct = (v) => (v === null || v === undefined ? "" : `${Math.round(v * 100)}%`);
@@ -314,13 +362,14 @@ function supervisorPage() {
     if (!w) return;
     for (const a of w.agents) agents.set(a.id, { ...(agents.get(a.id) || {}), ...a });
     renderAgents();
-    text($("by-state"), Object.entries(w.agents_by_state).map(([k, v]) => `${k}: ${v}`).join(" · "));
+    text($("by-state"), byState(w.agents_by_state));
     const body = $("services").querySelector("tbody");
     body.replaceChildren();
     for (const s of w.services) {
       const row = document.createElement("tr");
       row.id = `service-${s.service}`;
       cell(row, s.service);
+      cell(row, byState(s.agents_by_state)).className = "agents";
       cell(row, (s.waiting || []).length).className = "waiting";
       cell(row, num(s.longest_wait_seconds));
       cell(row, pct(s.service_level));
