@@ -23,6 +23,7 @@ from cti.settings import Settings
 from routing.model import Agent, ServiceRouting
 from routing.service import RoutingService
 from screenpop import api as screenpop_api
+from screenpop import intervals
 from screenpop import service as screenpop_service
 from screenpop.hub import Hub
 from screenpop.model import TicketBook
@@ -68,6 +69,7 @@ class Consoles:
                 agents=self._agents,
                 queues=self._queues,
                 stats_today=self._stats_today,
+                work_ended=self._work_ended,
             ),
             actions=actions,
             thresholds=screenpop_service.Thresholds(
@@ -179,5 +181,38 @@ class Consoles:
         return out
 
     async def _stats_today(self) -> list[dict[str, Any]]:
-        midnight = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
-        return await crm_console.service_stats_today(self.sessionmaker, midnight)
+        """Each routed service's figures of its own day so far, per interval too."""
+        now = datetime.now(UTC)
+        zones = await crm_console.service_zones(self.sessionmaker)
+        routed = set(self.routing.waiting_view()[2])
+        services = [(name, tz) for name, tz in zones.values() if name in routed]
+        # The earliest local midnight among the services' zones: every call of any service's day.
+        since = min(
+            (
+                now.astimezone(intervals.zone(tz)).replace(hour=0, minute=0, second=0, microsecond=0)
+                for _, tz in services
+            ),
+            default=now.replace(hour=0, minute=0, second=0, microsecond=0),
+        )
+        rows = await crm_console.day_calls(self.sessionmaker, since, zones)
+        calls = [
+            intervals.CallFacts(
+                service=r["service"],
+                time_zone=r["time_zone"],
+                started_at=r["started_at"],
+                connected_at=r["connected_at"],
+                wait_seconds=r["wait_seconds"],
+                ended_at=r["ended_at"],
+                talk_seconds=r["talk_seconds"],
+                work_ended_at=r["work_ended_at"],
+            )
+            for r in rows
+        ]
+        figures = intervals.day_figures(
+            calls, now, minutes=self.settings.console.chart_interval_minutes, services=services
+        )
+        return list(figures.values())
+
+    async def _work_ended(self, call: str, agent_id: str, at: datetime) -> None:
+        pbx, _, linkedid = call.partition("/")
+        await crm_console.record_work_end(self.sessionmaker, pbx, linkedid, agent_id, at)

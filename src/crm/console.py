@@ -12,19 +12,18 @@ someone else's call, 422 for bad values (a disposition code is ``[a-z0-9_-]``, n
 characters).
 """
 
-
 import asyncio
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path as PathLib
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, HTTPException, Path, status
 from fastapi.responses import FileResponse
 from pydantic import BaseModel, Field, model_validator
-from sqlalchemy import select
+from sqlalchemy import or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from crm import service, voicemail
@@ -36,6 +35,8 @@ from cti.settings import Settings
 
 #: A call answered within this many seconds of arriving counts toward the service level.
 SERVICE_LEVEL_SECONDS = 20.0
+#: The figures' name and time zone for calls that reached no service.
+UNASSIGNED = ("unassigned", "UTC")
 DISPOSITION_PATTERN = r"^[a-z0-9_-]{1,64}$"
 _AUDIO = {".mp3": "audio/mpeg", ".ogg": "audio/ogg", ".wav": "audio/wav"}
 
@@ -199,6 +200,78 @@ async def service_stats_today(
                 "asa_seconds": round(s["_w"] / s["answered"], 1) if s["answered"] else None,
                 "aht_seconds": round(sum(s["_t"]) / len(s["_t"]), 1) if s["_t"] else None,
                 "abandon_rate": round(s["abandoned"] / settled, 4) if settled else None,
+            }
+        )
+    return out
+
+
+async def record_work_end(
+    sessionmaker: SessionMaker, pbx: str, linkedid: str, agent: str, at: datetime
+) -> bool:
+    """Note that ``agent`` finished the call ``pbx``/``linkedid`` at ``at`` (their wrap-up is over).
+    Only the call's own agent counts (after a transfer, the agent who had it last); ``False`` when
+    the call is not stored or is someone else's."""
+    async with sessionmaker() as session, session.begin():
+        row = await session.scalar(
+            select(CallLog).where(CallLog.pbx == pbx, CallLog.linkedid == linkedid, CallLog.agent == agent)
+        )
+        if row is None:
+            return False
+        row.work_ended_at = at
+        return True
+
+
+async def service_zones(sessionmaker: SessionMaker) -> dict[int, tuple[str, str]]:
+    """Every service's id → (name, time zone)."""
+    return {s.id: (s.name, s.time_zone) for s in await service.list_services(sessionmaker)}
+
+
+async def day_calls(
+    sessionmaker: SessionMaker, since: datetime, services: dict[int, tuple[str, str]]
+) -> list[dict[str, Any]]:
+    """Inbound calls with anything happening at or after ``since`` (arrival, answer, end, the agent
+    finishing): ``service`` and ``time_zone`` (from ``services``, as ``service_zones`` gives them;
+    ``unassigned`` in UTC without one), ``started_at``, ``connected_at``, ``wait_seconds``,
+    ``ended_at``, ``talk_seconds``, ``work_ended_at``."""
+    # A call lasts less than a day: the indexed start bounds the scan.
+    async with sessionmaker() as session:
+        rows = (
+            await session.execute(
+                select(
+                    CallLog.service_id,
+                    CallLog.started_at,
+                    CallLog.connected_at,
+                    CallLog.wait_seconds,
+                    CallLog.ended_at,
+                    CallLog.talk_seconds,
+                    CallLog.work_ended_at,
+                ).where(
+                    CallLog.direction == "inbound",
+                    CallLog.started_at >= since - timedelta(days=1),
+                    or_(
+                        CallLog.started_at >= since,
+                        CallLog.connected_at >= since,
+                        CallLog.ended_at >= since,
+                        CallLog.work_ended_at >= since,
+                    ),
+                )
+            )
+        ).all()
+    out = []
+    for service_id, started, connected, wait, ended, talk, work_ended in rows:
+        name, time_zone = (
+            services.get(service_id, ("unassigned", "UTC")) if service_id else ("unassigned", "UTC")
+        )
+        out.append(
+            {
+                "service": name,
+                "time_zone": time_zone,
+                "started_at": started,
+                "connected_at": connected,
+                "wait_seconds": wait,
+                "ended_at": ended,
+                "talk_seconds": talk,
+                "work_ended_at": work_ended,
             }
         )
     return out

@@ -180,6 +180,8 @@ class CallLog(Base):
     notes: Mapped[str | None] = mapped_column(Text)
     recording_path: Mapped[str | None] = mapped_column(Text)
     recording_seconds: Mapped[float | None] = mapped_column(Float)
+    #: when the call's (last) agent finished it: wrap-up over, or hung up without wrap-up
+    work_ended_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, Field, SecretStr, field_validator
 from pydantic_settings import (
@@ -213,6 +213,9 @@ class ConsoleSettings(BaseModel):
     )
     alert_longest_wait_seconds: float = Field(60.0, gt=0, description="wallboard alert: a wait longer")
     alert_service_level: float = Field(0.8, ge=0, le=1, description="wallboard alert: level below")
+    chart_interval_minutes: Literal[15, 30, 60] = Field(
+        30, description="the supervisor's charts: minutes per interval of the service's day"
+    )
 
 
 class Settings(BaseSettings):

@@ -133,6 +133,20 @@ def agent_state(change: AgentStateChanged) -> dict[str, Any]:
     }
 
 
+#: An agent's states in which they still work on a call (talking, or the after-call work).
+_WORKING = frozenset({"on_call", "wrap_up"})
+
+
+def call_finished(before: dict[str, Any] | None, after: dict[str, Any]) -> str | None:
+    """The call (key as text) an agent finished with this change of their ``agent_state``: they
+    were on it (talking or wrapping up) and now are on no call or another one; else ``None``."""
+    if before is None or before["status"] not in _WORKING or not before["call"]:
+        return None
+    if after["status"] in _WORKING and after["call"] == before["call"]:
+        return None
+    return str(before["call"])
+
+
 def call_control(message: CallControlled) -> dict[str, Any]:
     """What call control did to an agent's call (a hold shows here: it is not a phase of the call)."""
     return {

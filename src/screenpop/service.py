@@ -89,13 +89,16 @@ class ConsolePorts:
     ``customer_card(id)``: the card or ``None``; ``agents()``: every agent as ``{"id", "name",
     "status", "since", "reason", "call", "service", "services"}`` (``services``: the services whose
     calls they can take); ``queues()``: per service ``{"service",
-    "waiting", "longest_wait_seconds", "ready_agents"}``; ``stats_today()``: per service figures.
+    "waiting", "longest_wait_seconds", "ready_agents"}``; ``stats_today()``: per service the day's
+    figures with their ``intervals`` (``screenpop.intervals.day_figures``).
     """
 
     customer_card: Callable[[int], Awaitable[dict[str, Any] | None]]
     agents: Callable[[], Awaitable[list[dict[str, Any]]]]
     queues: Callable[[], Awaitable[list[dict[str, Any]]]]
     stats_today: Callable[[], Awaitable[list[dict[str, Any]]]]
+    #: ``work_ended(call, agent_id, at)``: the agent finished the call (``pbx/linkedid``) at ``at``
+    work_ended: Callable[[str, str, datetime], Awaitable[None]] | None = None
 
 
 @dataclass(frozen=True)
@@ -202,6 +205,11 @@ class ScreenpopService:
             self._offered(message)
         elif isinstance(message, AgentStateChanged):
             view = model.agent_state(message)
+            finished = model.call_finished(self.agent_states.get(message.agent_id), view)
+            if finished is not None and self.ports.work_ended is not None:
+                self._spawn(
+                    self.ports.work_ended(finished, message.agent_id, message.since), "screenpop-work-end"
+                )
             self.agent_states[message.agent_id] = view
             text = model.encode(view)
             self.hub.send_to_agent(message.agent_id, text)
@@ -211,9 +219,8 @@ class ScreenpopService:
             agent = message.call.agent
             if agent:
                 current = self.pops.get(agent)
-                if (
-                    message.call.phase is CallPhase.RINGING_AGENT
-                    and (current is None or current["call"]["key"] != str(message.call.key))
+                if message.call.phase is CallPhase.RINGING_AGENT and (
+                    current is None or current["call"]["key"] != str(message.call.key)
                 ):
                     # Rung without routing's offer (dialled to the agent directly): pop as it rings.
                     self._offered(self._direct_offer(message))
@@ -303,6 +310,18 @@ class ScreenpopService:
         if self.cards.store(read, card, self._now()):
             self.health.cards_read_ahead += 1
         return card
+
+    def _spawn(self, work: Awaitable[Any], name: str) -> None:
+        async def run() -> None:
+            try:
+                await work
+            except Exception:
+                self.health.errors += 1
+                log.exception("%s failed", name)
+
+        task = asyncio.create_task(run(), name=name)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     def _direct_offer(self, change: CallChange) -> AgentOffered:
         call = change.call
@@ -508,4 +527,3 @@ class ScreenpopService:
             "phone": phone,
             "channel_id": channel_id,
         }
-

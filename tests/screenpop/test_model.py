@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from cti.auth import Principal, Role
-from screenpop.model import RateLimit, TicketBook, agents_by_state, crm_url, origin_allowed
+from screenpop.model import RateLimit, TicketBook, agents_by_state, call_finished, crm_url, origin_allowed
 
 NOW = datetime(2026, 11, 22, 9, 0, tzinfo=UTC)
 AGENT = Principal(7, "1001", Role.AGENT)
@@ -85,3 +85,22 @@ def test_agents_are_counted_by_state_overall_and_in_each_service_they_take(
     agents: list[dict[str, object]], overall: dict[str, int], per_service: dict[str, dict[str, int]]
 ) -> None:
     assert agents_by_state(agents) == (overall, per_service)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("before", "after", "finished"),
+    [
+        (None, ("ready", None), None),
+        (("on_call", "p/1"), ("wrap_up", "p/1"), None),  # still working on it
+        (("wrap_up", "p/1"), ("ready", None), "p/1"),
+        (("on_call", "p/1"), ("ready", "p/1"), "p/1"),  # no wrap-up: ready keeps the call's key
+        (("wrap_up", "p/1"), ("not_ready", None), "p/1"),
+        (("reserved", "p/2"), ("ready", None), None),  # rang, never answered: nothing was handled
+        (("ready", None), ("reserved", "p/2"), None),
+    ],
+)
+def test_an_agent_finishes_a_call_when_they_leave_it_after_talking(
+    before: tuple[str, str | None] | None, after: tuple[str, str | None], finished: str | None
+) -> None:
+    view = lambda s: None if s is None else {"status": s[0], "call": s[1]}  # noqa: E731
+    assert call_finished(view(before), view(after)) == finished  # type: ignore[arg-type]

@@ -13,7 +13,8 @@ import contextlib
 import json
 import socket
 import time
-from datetime import UTC, datetime
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -349,6 +350,59 @@ async def test_the_wallboard_counts_agents_by_state_in_each_service_they_can_tak
         "1002": ["support"],
         "1003": [],
     }
+
+
+async def test_the_charts_fill_at_the_answer_and_when_the_agent_finishes(served: Served) -> None:
+    """The call log writer stores the calls the bus carries; the wallboard's intervals count a call
+    answered at once (before it ends), and its handle time when the agent's wrap-up is over."""
+    admin = {"Authorization": f"Bearer {served.token('admin', Role.ADMIN)}"}
+    async with httpx.AsyncClient(base_url=served.base, headers=admin) as client:
+        r = await client.post(
+            "/api/services", json={"dnis": "8001", "name": "support", "time_zone": "Asia/Shanghai"}
+        )
+        assert r.status_code == 201, r.text
+        assert r.json()["id"] == 1  # the id the snapshots carry
+        r = await client.put("/api/routing/services/1", json={})
+        assert r.status_code == 200, r.text
+    writer = asyncio.create_task(served.platform.call_log.run())
+    bus = served.platform.bus
+    now = datetime.now(UTC)
+    talking = replace(
+        snapshot("1700000010.1", agent="1001", phase=CallPhase.TALKING),
+        started_at=now - timedelta(seconds=30), connected_at=now - timedelta(seconds=25),
+    )  # fmt: skip
+    key = str(talking.key)
+    try:
+        async with await served.console("boss", Role.SUPERVISOR) as boss:
+            await next_of(boss, "state")
+            bus.publish(CallChange(ChangeKind.UPDATED, talking))
+            bus.publish(AgentStateChanged("1001", "on_call", now, call=key, service="support"))
+
+            async def support_row(check: Any) -> dict[str, Any]:
+                deadline = time.monotonic() + 20
+                while True:
+                    wall = await next_of(boss, "wallboard", timeout=10)
+                    row = next((s for s in wall["services"] if s["service"] == "support"), None)
+                    if row is not None and check(row):
+                        return dict(row)
+                    assert time.monotonic() < deadline, wall["services"]
+
+            row = await support_row(lambda r: r["answered"] == 1)
+            (interval,) = row["intervals"]["rows"]
+            assert interval["answered"] == 1 and interval["service_level"] == 1.0
+            assert interval["asa_seconds"] == 5.0 and interval["aht_seconds"] is None
+            assert row["intervals"]["time_zone"] == "Asia/Shanghai"
+            assert row["intervals"]["current"] - interval["index"] in (0, 1)  # 25 s ago
+            # The caller hangs up after 10 s of talk; the agent wraps up for a while, then is done.
+            ended = replace(talking, phase=CallPhase.WRAP_UP, ended_at=now - timedelta(seconds=15))
+            bus.publish(CallChange(ChangeKind.ENDED, ended))
+            bus.publish(AgentStateChanged("1001", "wrap_up", now - timedelta(seconds=15), call=key))
+            bus.publish(AgentStateChanged("1001", "ready", now - timedelta(seconds=13)))
+            row = await support_row(lambda r: r["handled"] == 1)
+            assert row["aht_seconds"] == 12.0  # 10 s of talk + 2 s of wrap-up
+    finally:
+        writer.cancel()
+        await asyncio.gather(writer, return_exceptions=True)
 
 
 async def test_a_ticket_is_single_use_and_the_origin_is_checked(served: Served) -> None:

@@ -290,30 +290,72 @@ function agentPage() {
 
 // ------------------------------------------------------------------ supervisor
 
-function barChart(title, rows, key, format) {
+// A line chart of one figure over the intervals of the day, a line per service. Each point is an
+// interval something was counted in (rows of the wallboard's "intervals"); the x axis runs from the
+// first such interval (or a few before now) to the interval now is in.
+function intervalChart(title, services, key, format, fixedMax) {
   const ns = "http://www.w3.org/2000/svg";
+  const el = (name, attrs, content) => {
+    const node = document.createElementNS(ns, name);
+    for (const [k, v] of Object.entries(attrs)) node.setAttribute(k, v);
+    if (content !== undefined) text(node, content);
+    return node;
+  };
   const figure = document.createElement("figure");
+  figure.dataset.figure = key;
   const caption = document.createElement("figcaption");
   text(caption, title);
   figure.appendChild(caption);
-  const svg = document.createElementNS(ns, "svg");
-  const width = 260, bar = 18;
-  svg.setAttribute("width", width); svg.setAttribute("height", Math.max(1, rows.length) * (bar + 6));
-  const max = Math.max(1e-9, ...rows.map((r) => r[key] || 0));
-  rows.forEach((r, i) => {
-    const value = r[key] || 0;
-    const rect = document.createElementNS(ns, "rect");
-    rect.setAttribute("x", 90); rect.setAttribute("y", i * (bar + 6));
-    rect.setAttribute("width", Math.max(1, (value / max) * (width - 150))); rect.setAttribute("height", bar);
-    const label = document.createElementNS(ns, "text");
-    label.setAttribute("x", 0); label.setAttribute("y", i * (bar + 6) + 13);
-    text(label, r.service);
-    const figureText = document.createElementNS(ns, "text");
-    figureText.setAttribute("x", 95 + (value / max) * (width - 150)); figureText.setAttribute("y", i * (bar + 6) + 13);
-    text(figureText, r[key] === null || r[key] === undefined ? "–" : format(r[key]));
-    svg.append(rect, label, figureText);
+  const width = 340, height = 150, left = 44, right = 8, top = 8, bottom = 22;
+  const series = services.filter((s) => s.intervals);
+  const rows = series.flatMap((s) => s.intervals.rows.filter((r) => r[key] !== null && r[key] !== undefined));
+  const current = Math.max(0, ...series.map((s) => s.intervals.current));
+  const first = Math.min(Math.max(0, current - 4), ...rows.map((r) => r.index));
+  const span = Math.max(1, current - first);
+  const max = fixedMax || Math.max(1e-9, ...rows.map((r) => r[key]));
+  const x = (index) => left + ((index - first) / span) * (width - left - right);
+  const y = (value) => top + (1 - value / max) * (height - top - bottom);
+  const svg = el("svg", { width, height, viewBox: `0 0 ${width} ${height}`, role: "img" });
+  svg.append(
+    el("line", { x1: left, y1: top, x2: left, y2: height - bottom, class: "axis" }),
+    el("line", { x1: left, y1: height - bottom, x2: width - right, y2: height - bottom, class: "axis" }),
+    el("text", { x: 2, y: top + 10 }, format(max)),
+    el("text", { x: 2, y: height - bottom }, format(0)),
+  );
+  const label = (index) => {
+    const s = series.find((one) => one.intervals);
+    if (!s) return "";
+    const minutes = index * s.intervals.minutes;
+    return `${String(Math.floor(minutes / 60)).padStart(2, "0")}:${String(minutes % 60).padStart(2, "0")}`;
+  };
+  svg.append(
+    el("text", { x: left, y: height - 6 }, label(first)),
+    el("text", { x: width - right - 34, y: height - 6 }, label(current)),
+  );
+  series.forEach((s, i) => {
+    const points = s.intervals.rows.filter((r) => r[key] !== null && r[key] !== undefined);
+    if (points.length > 1) {
+      svg.appendChild(el("polyline", {
+        points: points.map((r) => `${x(r.index)},${y(r[key])}`).join(" "), class: `line series-${i % 6}`,
+      }));
+    }
+    for (const r of points) {
+      const dot = el("circle", { cx: x(r.index), cy: y(r[key]), r: 3, class: `dot series-${i % 6}` });
+      dot.dataset.service = s.service; dot.dataset.index = r.index;
+      dot.appendChild(el("title", {}, `${s.service} ${r.start}: ${format(r[key])}`));
+      svg.appendChild(dot);
+    }
   });
   figure.appendChild(svg);
+  const legend = document.createElement("p");
+  legend.className = "legend";
+  series.forEach((s, i) => {
+    const item = document.createElement("span");
+    item.className = `series-${i % 6}`;
+    text(item, `■ ${s.service}`);
+    legend.appendChild(item);
+  });
+  figure.appendChild(legend);
   return figure;
 }
 
@@ -385,10 +427,10 @@ function supervisorPage() {
     if (!w.alerts.length) { const li = document.createElement("li"); li.className = "none"; text(li, "none"); alerts.appendChild(li); }
     const charts = $("charts");
     charts.replaceChildren(
-      barChart("Service level today", w.services, "service_level", pct),
-      barChart("Average speed of answer (s)", w.services, "asa_seconds", num),
-      barChart("Average handle time (s)", w.services, "aht_seconds", num),
-      barChart("Abandon rate", w.services, "abandon_rate", pct),
+      intervalChart("Service level", w.services, "service_level", pct, 1),
+      intervalChart("Average speed of answer (s)", w.services, "asa_seconds", num),
+      intervalChart("Average handle time (s)", w.services, "aht_seconds", num),
+      intervalChart("Abandon rate", w.services, "abandon_rate", pct, 1),
     );
   };
 
