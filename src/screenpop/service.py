@@ -165,6 +165,8 @@ class ScreenpopService:
         self._sub = subscription
         self.agent_states: dict[str, dict[str, Any]] = {}
         self.agent_calls: dict[str, CallChange] = {}
+        #: each current call's agent (the reverse of ``agent_calls``)
+        self._call_agents: dict[CallKey, str] = {}
         self.pops: dict[str, dict[str, Any]] = {}
         self.wallboard: dict[str, Any] | None = None
         self._stats: list[dict[str, Any]] = []
@@ -224,10 +226,19 @@ class ScreenpopService:
                 ):
                     # Rung without routing's offer (dialled to the agent directly): pop as it rings.
                     self._offered(self._direct_offer(message))
+                key = message.call.key
+                before = self._call_agents.get(key)
+                if before is not None and before != agent:
+                    # Transferred: the call is no longer the previous agent's current call.
+                    previous = self.agent_calls.get(before)
+                    if previous is not None and previous.call.key == key:
+                        del self.agent_calls[before]
                 if message.kind is ChangeKind.CLOSED:
                     self.agent_calls.pop(agent, None)
+                    self._call_agents.pop(key, None)
                 else:
                     self.agent_calls[agent] = message
+                    self._call_agents[key] = agent
                 self.hub.send_to_agent(agent, model.call_message(message.call))
         elif isinstance(message, CallControlled):
             text = model.encode(model.call_control(message))
@@ -243,6 +254,7 @@ class ScreenpopService:
             for agent, change in list(self.agent_calls.items()):
                 if change.call.key.pbx == message.pbx and change.call.key not in message.live:
                     del self.agent_calls[agent]
+                    self._call_agents.pop(change.call.key, None)
             for key in [k for k in self._before_agent if k.pbx == message.pbx and k not in message.live]:
                 del self._before_agent[key]
 

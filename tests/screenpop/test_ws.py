@@ -542,3 +542,11 @@ async def test_spy_originates_chanspy_on_the_agents_own_channel(
             await service.spy("1001", bad_mode, phone)
         assert refused.value.status == 422
     assert len(sink.sent) == 1
+    # Transferred to 1002: the call is 1002's now, and 1001 has no call to spy on.
+    service.handle(
+        CallChange(ChangeKind.UPDATED, snapshot("1700000004.1", agent="1002", phase=CallPhase.TALKING))
+    )
+    with pytest.raises(SpyError) as moved:
+        await service.spy("1001", mode, "1003")
+    assert moved.value.status == 409
+    assert (await service.spy("1002", mode, "1003"))["channel"] == "PJSIP/1002-0000000a"
