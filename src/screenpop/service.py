@@ -58,6 +58,9 @@ MESSAGES: tuple[type, ...] = (
 )
 #: Phases of a call that has no agent yet: its customer's card is read ahead.
 _BEFORE_AGENT = frozenset({CallPhase.ARRIVING, CallPhase.IN_IVR, CallPhase.WAITING})
+#: The prefix of the channel ids of spy calls (the supervisor's phone's channel starts the call, so
+#: its id is the call's linkedid).
+SPY_PREFIX = "spy-"
 #: ChanSpy options per mode: q quiet (no beep), w whisper to the agent, B barge (talk to both).
 SPY_OPTIONS = {"listen": "q", "whisper": "qw", "barge": "qB"}
 _AGENT_CHANNEL = re.compile(r"^PJSIP/[0-9]{1,32}-[0-9A-Za-z]{1,16}$")
@@ -217,6 +220,8 @@ class ScreenpopService:
             self.hub.send_to_agent(message.agent_id, text)
             self.hub.send_to_supervisors(text)
         elif isinstance(message, CallChange):
+            if message.call.key.linkedid.startswith(SPY_PREFIX):
+                return  # a supervisor's listen, whisper or barge call: not a call of any agent
             self._read_ahead(message)
             agent = message.call.agent
             if agent:
@@ -513,7 +518,7 @@ class ScreenpopService:
         channel = model.agent_channel(change.call, agent_id)
         if channel is None or not _AGENT_CHANNEL.fullmatch(channel):
             raise SpyError(409, f"agent {agent_id}'s channel is not known yet")
-        channel_id = new_channel_id("spy")
+        channel_id = new_channel_id(SPY_PREFIX.rstrip("-"))
         headers = {
             "Channel": f"PJSIP/{phone}",
             "Application": "ChanSpy",

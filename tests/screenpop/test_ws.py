@@ -506,6 +506,16 @@ async def test_a_call_dialled_to_the_agent_directly_pops_as_it_rings(served: Ser
         assert (await next_of(ws, "call"))["call"]["phase"] == "talking"
         with pytest.raises(TimeoutError):
             await next_of(ws, "screenpop", timeout=0.5)
+        # A supervisor's spy call ringing the agent's own phone (used as the supervisor's) is no
+        # call of the agent's: no pop, and it does not become their current call.
+        spy = replace(
+            snapshot("spy-0123456789abcdef", agent="1001", phase=CallPhase.RINGING_AGENT),
+            anchor_uniqueid="spy-0123456789abcdef",
+        )
+        served.platform.bus.publish(CallChange(ChangeKind.UPDATED, spy))
+        with pytest.raises(TimeoutError):
+            await next_of(ws, "screenpop", timeout=0.5)
+        assert served.platform.consoles.service.agent_calls["1001"].call.key.linkedid == "1700000003.1"
 
 
 class RecordingSink:
