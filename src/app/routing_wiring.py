@@ -99,6 +99,7 @@ class CrmRoutingDirectory:
         """Each service's time zone: its local midnight ends the day of the agents working for it."""
         return {s.id: s.time_zone for s in await crm_service.list_services(self._sessionmaker)}
 
+
     async def save_service(self, service_id: int, routing: ServiceRouting) -> ServiceConfig:
         record = crm_agents.ServiceRoutingRecord(
             service_id=service_id,

@@ -291,3 +291,4 @@ async def list_service_routing(sessionmaker: SessionMaker) -> list[ServiceRoutin
             .order_by(Service.dnis)
         )
         return [_routing_record(service, row) for service, row in rows]
+

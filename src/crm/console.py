@@ -12,6 +12,7 @@ someone else's call, 422 for bad values (a disposition code is ``[a-z0-9_-]``, n
 characters).
 """
 
+
 import asyncio
 from collections.abc import Iterator
 from contextlib import contextmanager
