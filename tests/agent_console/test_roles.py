@@ -79,6 +79,23 @@ DISPOSITION = {"disposition": "resolved", "notes": "已处理"}
         ("GET", "/api/console/stats/today", None, {Role.SUPERVISOR, Role.ADMIN}, 200),
         ("GET", "/api/console/voicemails/99/audio", None, {Role.AGENT, Role.SUPERVISOR, Role.ADMIN}, 404),
         ("POST", "/console/logout", None, {Role.AGENT, Role.SUPERVISOR, Role.ADMIN}, 204),
+        # Campaign calls at the agent's desk (dialer.agent_api): a call that is not a campaign call,
+        # preview for the signed-in agent only, campaigns that do not exist.
+        ("GET", "/api/dialer/calls/pbx1/1700000000.1/lead", None,
+         {Role.AGENT, Role.SUPERVISOR, Role.ADMIN}, 404),
+        ("POST", "/api/dialer/calls/pbx1/1700000000.1/disposition", {"disposition": "sale"},
+         {Role.AGENT, Role.SUPERVISOR, Role.ADMIN}, 404),
+        ("GET", "/api/dialer/preview/1001/campaigns", None, {Role.AGENT}, 200),
+        ("POST", "/api/dialer/preview/1001/next", {"campaign_id": "nope"}, {Role.AGENT}, 404),
+        ("POST", "/api/dialer/preview/1001/dial", {"lead_id": 1}, {Role.AGENT}, 409),  # holds no lead
+        ("POST", "/api/dialer/preview/1001/skip", {"lead_id": 1}, {Role.AGENT}, 409),
+        ("GET", "/api/dialer/campaigns/nope/dispositions", None,
+         {Role.AGENT, Role.SUPERVISOR, Role.ADMIN}, 404),
+        ("PUT", "/api/dialer/campaigns/nope/dispositions",
+         {"codes": [{"code": "dnc", "label": "勿扰", "action": "do_not_call"}]}, {Role.ADMIN}, 404),
+        ("POST", "/api/dialer/campaigns/nope/start", None, {Role.SUPERVISOR, Role.ADMIN}, 404),
+        ("POST", "/api/dialer/campaigns/nope/stop", None, {Role.SUPERVISOR, Role.ADMIN}, 404),
+        ("GET", "/api/dialer/campaigns/nope/panel", None, {Role.SUPERVISOR, Role.ADMIN}, 404),
     ],
 )  # fmt: skip
 @pytest.mark.parametrize("role", ROLES)
