@@ -134,7 +134,11 @@ async def test_sign_in_sets_an_http_only_cookie_and_pages_carry_its_anti_forgery
     wrong = await call(platform, "POST", "/console/session", None, json={"username": "1001", "password": "x"})
     assert wrong.status_code == 401
     form = await call(
-        platform, "POST", "/console/session", None, headers={"Content-Type": "text/plain"},
+        platform,
+        "POST",
+        "/console/session",
+        None,
+        headers={"Content-Type": "text/plain"},
     )
     assert form.status_code in (415, 422)
     ok = await call(
@@ -206,3 +210,20 @@ async def test_voicemail_sound_is_served_only_from_the_voicemail_folder(platform
     assert inside.headers["content-type"] == "audio/mpeg"
     outside = await call(platform, "GET", "/api/console/voicemails/2/audio", Role.AGENT)
     assert outside.status_code == 404
+
+
+async def test_the_campaign_partials_and_their_scripts_are_served_with_the_pages(platform: Platform) -> None:
+    agent_page = await call(
+        platform, "GET", "/console", None, cookies={SESSION_COOKIE: token(platform, Role.AGENT)}
+    )
+    assert 'id="campaign-lead"' in agent_page.text and 'id="preview-panel"' in agent_page.text
+    assert '<script src="/console/static/campaign.js" defer>' in agent_page.text
+    boss = await call(
+        platform, "GET", "/supervisor", None, cookies={SESSION_COOKIE: token(platform, Role.SUPERVISOR)}
+    )
+    assert 'id="campaigns-panel"' in boss.text and "campaign_panel.js" in boss.text
+    for name in ("campaign.js", "campaign_panel.js"):
+        script = await call(platform, "GET", f"/console/static/{name}", None)
+        assert script.status_code == 200 and script.headers["content-type"].startswith("text/javascript")
+        # Network text goes into the page as text, never as markup.
+        assert "innerHTML" not in script.text and "insertAdjacentHTML" not in script.text
