@@ -134,11 +134,7 @@ async def test_sign_in_sets_an_http_only_cookie_and_pages_carry_its_anti_forgery
     wrong = await call(platform, "POST", "/console/session", None, json={"username": "1001", "password": "x"})
     assert wrong.status_code == 401
     form = await call(
-        platform,
-        "POST",
-        "/console/session",
-        None,
-        headers={"Content-Type": "text/plain"},
+        platform, "POST", "/console/session", None, headers={"Content-Type": "text/plain"},
     )
     assert form.status_code in (415, 422)
     ok = await call(
