@@ -1,5 +1,8 @@
 """End to end: a preview campaign at the agent's desk on the real sandbox Asterisk.
 
+Two tests, each with its own ``cti serve``: one over HTTP as the console does, one in headless
+Chromium (Debian's ``chromium``, driven by Playwright) through the console's own pages.
+
 ``cti serve`` runs beside the sandbox; the agent's phone (1001) and the customer's phone (the PBX's
 ``outside`` endpoint, standing for the public network) are SIPp phones that answer. Over HTTP, as
 the console does: the agent sees the lead with its record, presses Dial, the customer answers and
@@ -12,11 +15,14 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import os
 import time
 from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime, timedelta
+from datetime import time as dt_time
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
 from tests.support import sipp
@@ -36,7 +42,11 @@ CAMPAIGN = {
     "window": {"start": "00:00", "end": "23:59", "weekdays": [1, 2, 3, 4, 5, 6, 7]},
     "active": True,
 }
-LEADS = "姓名,手机号,保单\n刘洋,13800138001,P-001\n王芳,13800138002,P-002\n".encode()
+LEADS = "姓名,手机号,保单,备注\n刘洋,13800138001,P-001,<b>VIP</b>\n王芳,13800138002,P-002,\n".encode()
+ROOT = Path(__file__).resolve().parent.parent.parent
+SCREENSHOTS = Path(os.environ.get("CTI_SCREENSHOTS_DIR") or ROOT / "var" / "screenshots")
+CHROMIUM = "/usr/bin/chromium"
+SHANGHAI = ZoneInfo("Asia/Shanghai")
 
 
 class Api(PlatformApi):
@@ -200,3 +210,78 @@ async def _ready(api: Api) -> bool:
 async def _ended(api: Api, lead_id: int) -> bool:
     attempts = await api.request("admin", "GET", f"/api/dialer/leads/{lead_id}/attempts")
     return bool(attempts and attempts[-1]["ended_at"])
+
+
+async def test_the_console_previews_dials_pops_the_lead_and_the_supervisor_stops_the_campaign(
+    api: Api, phones: None
+) -> None:
+    playwright_api = pytest.importorskip("playwright.async_api")
+    expect = playwright_api.expect
+    async with playwright_api.async_playwright() as pw:
+        chromium = await pw.chromium.launch(
+            executable_path=CHROMIUM,
+            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                  "--disable-component-update", "--disable-sync", "--no-first-run"],
+        )  # fmt: skip
+        try:
+            agent = await _sign_in(chromium, api, *AGENT)
+            await agent.click("#go-ready")
+            await expect(agent.locator("#state")).to_have_text("ready", timeout=10_000)
+            await expect(agent.locator("#preview-campaign option")).to_have_text(["续保回访"], timeout=10_000)
+            await agent.click("#preview-next")
+            await expect(agent.locator("#lead-name")).to_have_text("刘洋", timeout=10_000)
+            await expect(agent.locator("#lead-campaign")).to_contain_text("续保回访")
+            # The list's text is shown as text, never as markup.
+            await expect(agent.locator("#lead-fields")).to_contain_text("<b>VIP</b>")
+            assert await agent.locator("#lead-fields b").count() == 0
+            await agent.click("#preview-dial")
+            await expect(agent.locator("#preview-result")).to_have_text("ringing", timeout=15_000)
+            # The call rings the agent's phone: the pop, and the lead's record for the campaign call.
+            await expect(agent.locator("#pop")).to_be_visible(timeout=20_000)
+            await expect(agent.locator("#campaign-disposition")).to_be_visible(timeout=10_000)
+            await expect(agent.locator("#disposition option[value='callback']")).to_have_count(1)
+            (lead,) = await api.request(
+                "admin", "GET", "/api/dialer/campaigns/renewals/leads", params={"limit": 1}
+            )
+            await api.until("the attempt connected", lambda: api.attempt(lead["id"], "connected"), timeout=60)
+            # "Call back tomorrow at 10:00" in the agent's own time (Shanghai): 02:00 UTC.
+            tomorrow = (datetime.now(UTC) + timedelta(days=1)).astimezone(SHANGHAI).date()
+            await agent.select_option("#disposition", "callback")
+            await agent.fill("#callback-at", f"{tomorrow.isoformat()}T10:00")
+            await agent.fill("#notes", "明天上午十点回电")
+            await agent.click("#save-disposition")
+            await expect(agent.locator("#saved")).to_contain_text("saved: scheduled", timeout=15_000)
+            await expect(agent.locator("#lead-attempts")).to_contain_text("明天上午十点回电", timeout=10_000)
+            await agent.screenshot(path=str(SCREENSHOTS / "agent-campaign.png"), full_page=True)
+
+            boss = await _sign_in(chromium, api, *ADMIN)
+            row = boss.locator("#campaigns tbody tr", has_text="续保回访")
+            await expect(row).to_contain_text("running", timeout=15_000)
+            await expect(row.locator("td").nth(5)).to_have_text("1")  # contacts in 24 h
+            await boss.screenshot(path=str(SCREENSHOTS / "supervisor-campaigns.png"), full_page=True)
+            await row.locator("button").click()
+            await expect(row).to_contain_text("stopped", timeout=15_000)
+        finally:
+            await chromium.close()
+    (after,) = [
+        x
+        for x in await api.request("admin", "GET", "/api/dialer/campaigns/renewals/leads")
+        if x["id"] == lead["id"]
+    ]
+    expected = datetime.combine(tomorrow, dt_time(10), tzinfo=SHANGHAI)
+    assert after["status"] == "scheduled" and datetime.fromisoformat(after["next_attempt_at"]) == expected
+    campaign = await api.request("admin", "GET", "/api/dialer/campaigns/renewals")
+    assert campaign["active"] is False
+
+
+async def _sign_in(browser: Any, api: Api, username: str, password: str) -> Any:
+    context = await browser.new_context(
+        viewport={"width": 1280, "height": 1000}, locale="zh-CN", timezone_id="Asia/Shanghai"
+    )
+    page = await context.new_page()
+    await page.goto(f"{api.platform.base_url}/console/login")
+    await page.fill("#username", username)
+    await page.fill("#password", password)
+    await page.click("#login")
+    await page.wait_for_selector("#link.up", timeout=15_000)  # the websocket is live
+    return page

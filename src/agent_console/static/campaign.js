@@ -8,6 +8,8 @@
   const agent = document.body.dataset.agent;
   let campaignCall = null; // {pbx, linkedid} of the campaign call on screen
   let held = null; // the previewed lead's id
+  // The platform's own codes, offered again once the call on screen is not a campaign call.
+  const ownCodes = Array.from($("disposition").options).map((o) => o.cloneNode(true));
 
   const clear = (node) => node.replaceChildren();
 
@@ -67,9 +69,16 @@
     try {
       const record = await api("GET", `/api/dialer/calls/${encodeURIComponent(call.pbx)}/${encodeURIComponent(call.linkedid)}/lead`);
       campaignCall = { pbx: call.pbx, linkedid: call.linkedid };
+      // The caller id on a campaign call is the campaign's own number: the lead is who answered.
+      $("unknown-caller").hidden = true;
       showLead(record);
     } catch (e) {
-      if (e.status !== 404) showError(e.message); // 404: not a campaign call
+      if (e.status !== 404) { showError(e.message); return; }
+      // Not a campaign call: the wrap-up form is the platform's own again.
+      campaignCall = null;
+      $("disposition").replaceChildren(...ownCodes.map((o) => o.cloneNode(true)));
+      $("campaign-disposition").hidden = true;
+      $("campaign-lead").hidden = true;
     }
   };
 

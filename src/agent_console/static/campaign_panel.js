@@ -6,6 +6,7 @@
 
 (() => {
   if (document.body.dataset.page !== "supervisor") return;
+  const minutes = (s) => `${Math.floor(s / 60)}:${String(Math.round(s % 60)).padStart(2, "0")}`;
   const pct = (x) => (x === null || x === undefined ? "" : `${(100 * x).toFixed(1)}%`);
 
   const pace = async (id) => {
@@ -35,7 +36,7 @@
       const cap = cell(row, `${pct(p.cap)} ${p.abandonment_rule}`);
       const over = (p.abandonment_rule === "uk_24_hours" ? p.abandonment_24h : p.abandonment_30d) > p.cap;
       if (over) cap.className = "alert";
-      cell(row, Object.entries(p.talk_seconds_last_hour).map(([a, s]) => `${a}: ${Math.round(s / 60)} min`).join(", "));
+      cell(row, Object.entries(p.talk_seconds_last_hour).map(([a, s]) => `${a}: ${minutes(s)}`).join(", "));
       const actions = cell(row, "");
       const button = document.createElement("button");
       button.type = "button";
