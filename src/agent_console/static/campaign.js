@@ -8,6 +8,7 @@
   const agent = document.body.dataset.agent;
   let campaignCall = null; // {pbx, linkedid} of the campaign call on screen
   let held = null; // the previewed lead's id
+  let replaced = false; // the wrap-up form shows a campaign's codes
   // The platform's own codes, offered again once the call on screen is not a campaign call.
   const ownCodes = Array.from($("disposition").options).map((o) => o.cloneNode(true));
 
@@ -51,6 +52,7 @@
     }
     // The wrap-up form offers the campaign's own codes while a campaign call is on screen.
     if (campaignCall) {
+      replaced = true;
       const select = $("disposition");
       clear(select);
       for (const c of record.dispositions || []) {
@@ -74,9 +76,13 @@
       showLead(record);
     } catch (e) {
       if (e.status !== 404) { showError(e.message); return; }
-      // Not a campaign call: the wrap-up form is the platform's own again.
+      // Not a campaign call: the wrap-up form is the platform's own again (left alone when it
+      // already is, so a choice the agent made is kept).
+      if (campaignCall || replaced) {
+        $("disposition").replaceChildren(...ownCodes.map((o) => o.cloneNode(true)));
+        replaced = false;
+      }
       campaignCall = null;
-      $("disposition").replaceChildren(...ownCodes.map((o) => o.cloneNode(true)));
       $("campaign-disposition").hidden = true;
       $("campaign-lead").hidden = true;
     }
