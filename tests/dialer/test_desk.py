@@ -316,3 +316,22 @@ async def test_the_call_log_holds_the_agent_who_may_see_the_lead(sessionmaker: S
         )  # fmt: skip
     assert await crm_campaigns.call_log_agent(sessionmaker, "pbx1", "dial-abc") == (True, "1001")
     assert await crm_campaigns.call_log_agent(sessionmaker, "pbx1", "nope") == (False, None)
+
+
+async def test_a_call_asterisk_refuses_frees_the_agent_and_the_lead_follows_the_retry_rules(
+    desk: Desk,
+) -> None:
+    desk.server.fail = {"Originate": "Originate failed"}
+    record = await desk.desk.next_lead("1001", "renewals")
+    assert record is not None
+    lead_id = record["lead"]["id"]
+    placed = await desk.desk.dial("1001", lead_id)
+    assert placed["placed"] == "not_dialled"
+    assert (
+        desk.routing.status["1001"] == "ready" and desk.routing.reserved == {} and desk.routing.followed == {}
+    )
+    (attempt,) = await desk.store.attempts(lead_id)
+    assert attempt.outcome is Outcome.FAILED
+    view = await desk.store.lead(lead_id)
+    assert view.status == "scheduled" and view.next_attempt_at is not None  # failed: retried in 10 min
+    assert await desk.store.lead_hold(lead_id) is None
