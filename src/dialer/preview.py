@@ -34,9 +34,17 @@ from cti.auth import Principal, Role
 from cti.originate import OriginatingLink, new_channel_id
 from dialer.compliance import Refusal, RegistryList, Verdict, check, lead_zones, next_window_opening
 from dialer.dialling import CallRoute, Placed, place_call
-from dialer.dispositions import Disposition, DispositionRefused, codes_from, codes_out, plan
+from dialer.dispositions import CallbackFor, Disposition, DispositionRefused, codes_from, codes_out, plan
 from dialer.model import Campaign, DialMode
-from dialer.store import DeskStore, LeadView, StoreConflict, StoredCampaign, UnknownCampaign, UnknownRecord
+from dialer.store import (
+    DeskStore,
+    LeadView,
+    StoreConflict,
+    StoredCampaign,
+    StoreRefused,
+    UnknownCampaign,
+    UnknownRecord,
+)
 
 log = logging.getLogger("cti.dialer.desk")
 
@@ -213,6 +221,8 @@ class AgentDesk:
         404 not a campaign call, 403 someone else's call, 422 a bad disposition, 409 while the
         call's outcome is not written yet or when it has a disposition already."""
         attempt = await self._owned_attempt(user, pbx, linkedid)
+        if disposition.callback_for is CallbackFor.ME and not user.username.isdigit():
+            raise DeskError(422, "only an agent can book a callback for themself: book it for anyone")
         view = await self._lead(attempt.lead_id)
         stored = await self._campaign(view.lead.campaign_id)
         now = self.clock()
@@ -232,6 +242,8 @@ class AgentDesk:
             )  # fmt: skip
         except StoreConflict as exc:
             raise DeskError(409, str(exc)) from exc
+        except StoreRefused as exc:
+            raise DeskError(422, str(exc)) from exc
         if step.do_not_call:
             reason = f"asked during campaign {stored.campaign.id}'s call {pbx}/{linkedid}"
             if disposition.notes:

@@ -119,6 +119,9 @@ async def test_a_campaign_calls_disposition_reaches_the_attempt_the_call_log_and
     pop = (await call(platform, "GET", f"{path}/lead", Role.AGENT)).json()
     assert pop["lead"]["name"] == "刘洋" and pop["customer"]["name"] == "刘洋"
     assert (await call(platform, "GET", f"{path}/lead", Role.AGENT, username="1002")).status_code == 403
+    mine = {"disposition": "callback", "at": (now + timedelta(days=1)).isoformat(), "callback_for": "me"}
+    boss = await call(platform, "POST", f"{path}/disposition", Role.SUPERVISOR, mine)
+    assert boss.status_code == 422 and "for anyone" in boss.text  # a supervisor is not an agent
     body = {"disposition": "retry_later", "notes": "<i>在开车</i>"}
     saved = await call(platform, "POST", f"{path}/disposition", Role.AGENT, body)
     assert saved.status_code == 200, saved.text
