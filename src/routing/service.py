@@ -291,10 +291,17 @@ class RoutingService:
     def _wake_moments(self, now: datetime) -> Iterable[datetime | None]:
         yield self.board.next_change_at(now)
         yield self.days.next_at()
+        leads = self._dial_ahead_leads()
         for profile in self._profiles.values():
             state = self.board.agent_state(profile.agent.id)
             if state is not None and state.status is AgentStatus.WRAP_UP:
                 yield state.wrap_up_until
+                if state.wrap_up_until is not None and state.reserved_for is None:
+                    # When a queue callback could be dialled ahead for this agent (routing.callbacks).
+                    for lead in leads:
+                        ahead = state.wrap_up_until - timedelta(seconds=lead)
+                        if ahead > now:
+                            yield ahead
         for since in self._unclassified.values():
             yield since + self.classify_grace
         for deferred in self._deferred.values():
@@ -391,6 +398,24 @@ class RoutingService:
                 if state is not None and agent_zone(state, zones, self.days.default_zone) == ended:
                     await self._agent_event(agent_id, ResetDay(), now, decide=False)
 
+    def _dial_ahead_leads(self) -> set[float]:
+        """The dial-ahead times of the calls waiting now (queue callbacks), if any."""
+        hooks = self.hooks
+        if hooks is None or hooks.dial_ahead_max() <= 0:
+            return set()
+        return {lead for c in self.board.waiting_calls() if (lead := hooks.dial_ahead(c)) > 0}
+
+    async def dial_ahead(self, now: datetime) -> None:
+        """Reserve agents about to be free for the queue callbacks they would take, and dial them
+        (``RoutingBoard.agents_about_free``; the hooks carry each decision out). Under the lock."""
+        hooks = self.hooks
+        if hooks is None or self._paused:
+            return
+        lead = hooks.dial_ahead_max()
+        if lead <= 0:
+            return
+        await self._apply_all(self.board.agents_about_free(now, hooks.dial_ahead, lead), now)
+
     async def _on_time(self, now: datetime) -> None:
         await self._reset_days(now)
         for profile in list(self._profiles.values()):
@@ -435,6 +460,9 @@ class RoutingService:
         self._last_timer = now
         if now > since and not self._paused:
             await self._apply_all(self.board.timer(since, now), now)
+        # Last: what is left in line after the decisions above (an overflow may just have booked a
+        # callback) may be dialled ahead for an agent about to be free.
+        await self.dial_ahead(now)
 
     # ------------------------------------------------------------------ calls
 
@@ -686,7 +714,18 @@ class RoutingService:
         profile = self._profiles.get(agent_id)
         if profile is None:
             return
+        before = self.board.agent_state(agent_id)
         self._board_agent(profile, state)
+        ahead = before.reserved_for if before is not None else None
+        if (
+            ahead is not None
+            and state.reserved_for is None
+            and state.call != ahead
+            and ahead in self._connections
+            and self.hooks is not None
+        ):
+            # Reserved ahead during wrap-up, then not ready or logged out: the callback goes back.
+            await self.hooks.reservation_dropped(agent_id, ahead, now)
         if decide and state.status is AgentStatus.READY and profile.active and not self._paused:
             decision = self.board.agent_freed(agent_id, now)
             if decision is not None:

@@ -290,6 +290,8 @@ def agent_state_to_json(state: AgentState) -> str:
             "logged_in_at": _time(state.logged_in_at),
             "logged_in_seconds": state.logged_in_seconds,
             "history": [[m.status.value, _time(m.at), m.reason, _key(m.call), m.by] for m in state.history],
+            "reserved_for": _key(state.reserved_for),
+            "reserved_service": state.reserved_service,
         }
     )
 
@@ -315,6 +317,9 @@ def agent_state_from_json(raw: str | bytes) -> AgentState:
             StatusMark(AgentStatus(status), datetime.fromisoformat(at), reason, _parse_key(call), by)
             for status, at, reason, call, by in d["history"]
         ),
+        # Absent in values written before reservations ahead existed.
+        reserved_for=_parse_key(d.get("reserved_for")),
+        reserved_service=d.get("reserved_service"),
     )
 
 

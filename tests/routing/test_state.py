@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import uuid
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -13,6 +15,7 @@ from routing.model import (
     AgentState,
     AgentStatus,
     Answer,
+    Hangup,
     InvalidTransition,
     Login,
     NotReady,
@@ -20,8 +23,10 @@ from routing.model import (
     OverflowKind,
     Ready,
     Relaxed,
+    ReserveAhead,
     SkillNeed,
     WaitingCall,
+    WrapUpDone,
 )
 from routing.policy import Candidate, Decision, Outcome, Trigger
 from routing.state import (
@@ -133,6 +138,26 @@ async def test_two_nodes_reserving_the_same_agent_exactly_one_wins(nodes):
         assert stored.status is AgentStatus.RESERVED and stored.call == winners[0].call
 
 
+async def test_two_nodes_reserving_the_same_agent_ahead_exactly_one_wins(nodes):
+    first, second = nodes(), nodes()
+    await ready_agent(first)
+    await first.reserve("1001", key(1), "billing", at(2))
+    await first.apply("1001", Answer(), at(3))
+    await first.apply("1001", Hangup(30), at(10))  # wrap-up until 40 s
+    await second.get_agent("1001")
+    results = await asyncio.gather(
+        first.apply("1001", ReserveAhead(key(2), "billing"), at(31)),
+        second.apply("1001", ReserveAhead(key(3), "billing"), at(31)),
+        return_exceptions=True,
+    )
+    winners = [r for r in results if isinstance(r, AgentState)]
+    assert len(winners) == 1 and sum(isinstance(r, InvalidTransition) for r in results) == 1
+    stored = await second.get_agent("1001")
+    assert stored.status is AgentStatus.WRAP_UP and stored.reserved_for == winners[0].reserved_for
+    reserved = await second.apply("1001", WrapUpDone(), at(40))
+    assert (reserved.status, reserved.call) == (AgentStatus.RESERVED, winners[0].reserved_for)
+
+
 async def test_concurrent_changes_to_one_agent_are_never_lost(nodes):
     views = [nodes() for _ in range(4)]
     await ready_agent(views[0])
@@ -182,6 +207,15 @@ def test_agent_state_json_round_trip_keeps_history_and_chinese_reasons():
     assert agent_state_from_json(agent_state_to_json(state)) == state
     noted = AgentState("1002", AgentStatus.NOT_READY, at(1), reason="午休")
     assert agent_state_from_json(agent_state_to_json(noted).encode()) == noted
+    ahead = replace(state, reserved_for=CallKey("pbx-上海", "cti-cb-00ff"), reserved_service="账单")
+    assert agent_state_from_json(agent_state_to_json(ahead)) == ahead
+
+
+def test_an_agent_state_written_before_reservations_ahead_existed_is_read_without_one():
+    state = AgentState("1001", AgentStatus.WRAP_UP, at(300), wrap_up_until=at(330))
+    old = json.loads(agent_state_to_json(state))
+    del old["reserved_for"], old["reserved_service"]
+    assert agent_state_from_json(json.dumps(old)) == state
 
 
 def test_waiting_call_and_decision_json_round_trip():
