@@ -25,8 +25,6 @@ from routing.calls import (
     NotSent,
     OutcomeUnknown,
     Refused,
-    TargetKind,
-    TransferMode,
 )
 from routing.directory import AgentProfile, InvalidConfig, UnknownAgent, UnknownService
 from routing.model import (
@@ -48,6 +46,8 @@ from routing.model import (
     ServiceRouting,
     SkillNeed,
     Strategy,
+    TargetKind,
+    TransferMode,
     WrapUpDone,
 )
 from routing.policy import Decision

@@ -639,3 +639,64 @@ def waiting_call_from(
         priority=call_priority(tier, ivr_path, rules or PriorityRules()),
         customer_tier=tier,
     )
+
+
+# --- call control: what was done to a live call ---------------------------------------------------
+
+
+class TargetKind(enum.StrEnum):
+    AGENT = "agent"
+    SERVICE = "service"
+    NUMBER = "number"
+
+
+class TransferMode(enum.StrEnum):
+    BLIND = "blind"
+    ATTENDED = "attended"
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    kind: TargetKind
+    value: str  # an agent id, a service name, or an outside number's digits (E.164 without '+')
+
+
+@dataclass(frozen=True, slots=True)
+class HeldCall:
+    """A call its agent put on hold: the caller hears music, the agent's leg waits in silence."""
+
+    agent_id: str
+    agent_channel: str
+    since: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class PendingTransfer:
+    """A transfer under way: ``from_agent`` hands the call to ``target``."""
+
+    mode: TransferMode
+    target: Target
+    from_agent: str
+    agent_channel: str
+    since: datetime
+    target_leg_seen: bool = False  # attended: the consultation reached the target's phone
+    completing: bool = False  # attended: the caller was bridged to the target
+
+
+@dataclass(frozen=True, slots=True)
+class CallControlState:
+    """What call control has done to one live call, kept in the live state so that another node,
+    or the platform after a restart, knows it: on ``hold``, a ``transfer`` (or consultation) under
+    way, moved into another service's line (``moved_to_service``), ``left`` the centre (to an
+    outside number), or its legs moved by call control (``controlled``: the agent's leg must be
+    ended with the caller's)."""
+
+    held: HeldCall | None = None
+    transfer: PendingTransfer | None = None
+    moved_to_service: str | None = None
+    left: bool = False
+    controlled: bool = False
+
+    @property
+    def empty(self) -> bool:
+        return self == CallControlState()

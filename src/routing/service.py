@@ -278,6 +278,7 @@ class RoutingService:
                 state = AgentState.logged_out(profile.agent.id, now)
                 await self.live.put_agent(state)
             self._board_agent(profile, state)
+        await self.control.load()
         if self.hooks is not None:
             await self.hooks.loaded(now)
 
@@ -369,6 +370,7 @@ class RoutingService:
 
     async def _on_resync(self, message: LiveCallsResynced, now: datetime) -> None:
         keys = set(self._calls) | set(self._connections) | {c.key for c in self.board.waiting_calls()}
+        keys |= self.control.keys()  # held or transferring before a restart, perhaps over since
         for key in keys:
             if self.hooks is not None and self.hooks.is_virtual(key):
                 continue  # a queue callback: no call in Asterisk until its customer is dialled
@@ -554,6 +556,20 @@ class RoutingService:
         name = self._service_name(snap) or DEFAULT_SERVICE
         state = await self.live.reserve(agent_id, snap.key, name, now)
         if state is None:
+            current = await self.live.get_agent(agent_id)
+            if (
+                snap.phase in _ANSWERED
+                and current is not None
+                and current.status is AgentStatus.ON_CALL
+                and current.call == snap.key
+            ):
+                # The live state already has them talking on this call (this platform before a
+                # restart, or another node connected it): follow it, so call control can act on it.
+                conn = Connection(
+                    agent_id, current.service or name, by_routing=False, ringing=True, answered=True
+                )
+                self._connections[snap.key] = conn
+                return conn
             return None
         self._board_agent(self._profiles[agent_id], state)
         conn = Connection(agent_id, name, by_routing=False, ringing=True)

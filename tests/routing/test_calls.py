@@ -22,9 +22,6 @@ from routing.calls import (
     NotSent,
     OutcomeUnknown,
     Refused,
-    Target,
-    TargetKind,
-    TransferMode,
     agent_leg,
     attended_transfer_action,
     blind_transfer_action,
@@ -37,13 +34,25 @@ from routing.calls import (
     resume_action,
 )
 from routing.directory import AgentProfile, InMemoryDirectory
-from routing.model import Agent, AgentStatus, ServiceRouting, SkillNeed
+from routing.model import (
+    Agent,
+    AgentStatus,
+    HeldCall,
+    ServiceRouting,
+    SkillNeed,
+    Target,
+    TargetKind,
+    TransferMode,
+)
 from routing.service import RoutingService
 from routing.state import InProcessLiveState
 from tests.routing.test_api import call, platform
 from tests.routing.test_service import Clock, Harness, RecordingSink, ready
+from tests.routing.test_state import nodes
 
-__all__ = ["platform"]  # the real app's fixture, shared with test_api
+# The real app's fixture, shared with test_api; the live-state views (in process, and a real Redis)
+# shared with test_state.
+__all__ = ["nodes", "platform"]
 
 CALLER = "PJSIP/trunk-00000001"
 LEG = "PJSIP/1001-0000000a"
@@ -496,3 +505,83 @@ async def test_routing_health_is_in_the_platform_health_details(platform: Platfo
         assert routing[key] == 0
     assert routing["paused"] is False
     assert routing["call_control_actions_unknown"] == 0
+
+
+# ---------------------------------------------------------------------- hold and transfer in the live state
+
+
+async def harness_on(live) -> Harness:
+    """The fixture ``h``'s router on the given live state (in process, or a real Redis)."""
+    clock, sink = Clock(), RecordingSink()
+    directory = InMemoryDirectory({1: ("8000", "support"), 2: ("8001", "sales")})
+    service = RoutingService(
+        subscription=handlers.subscribe(Bus()), live=live, actions=sink, directory=directory, clock=clock,
+        default_wrap_up_seconds=5,
+    )  # fmt: skip
+    await service._load(clock())
+    await service.save_service(1, ServiceRouting("", needs=(SkillNeed("mandarin", 1),), wrap_up_seconds=20))
+    await service.save_agent(AgentProfile(Agent("1001", "李娜", {"mandarin": 8})))
+    await service.save_agent(AgentProfile(Agent("1002", "Bob", {"mandarin": 6})))
+    return Harness(clock, sink, service)
+
+
+async def restarted(h: Harness, live) -> Harness:
+    """Another router (a restarted platform, or another node) on the same live state and PBX."""
+    sink = RecordingSink()
+    service = RoutingService(
+        subscription=handlers.subscribe(Bus()), live=live, actions=sink, directory=h.service.directory,
+        clock=h.clock, default_wrap_up_seconds=5,
+    )  # fmt: skip
+    await service._load(h.clock())
+    return Harness(h.clock, sink, service)
+
+
+async def test_a_held_call_is_known_to_another_node_and_resumed_after_a_restart(nodes) -> None:
+    h = await harness_on(nodes())
+    snap = await talking(h)
+    await h.service.control.hold("1001")
+    other = nodes()
+    held = await other.call_control(snap.key)
+    assert held is not None and held.held == HeldCall("1001", LEG, h.clock()) and held.controlled
+    # The platform restarts with the caller still on hold: it knows, and the agent can resume.
+    after = await restarted(h, nodes())
+    assert after.service.control.held(snap.key)
+    await after.feed(snap)  # the call as Asterisk shows it at the resync
+    assert (await after.service.control.resume("1001")).state == "talking"
+    assert after.sink.sent == [resume_action(CALLER, LEG)]
+    assert (await other.call_control(snap.key)).held is None
+    ended = replace(h.step(snap, CallPhase.ENDED, "1001"), ended_at=h.clock(), end_reason=EndReason.HANGUP)
+    await after.feed(ended, ChangeKind.CLOSED)
+    assert await other.call_control(snap.key) is None
+    assert await after.state("1001") is AgentStatus.WRAP_UP
+
+
+async def test_a_consultation_in_progress_is_known_to_another_node(nodes) -> None:
+    h = await harness_on(nodes())
+    snap = await talking(h)
+    await ready(h, "1002")
+    await h.service.control.transfer("1001", TransferMode.ATTENDED, TargetKind.AGENT, "1002")
+    await h.feed(replace(snap, channels=(CALLER, LEG, TARGET)))  # the target answered the consultation
+    other = nodes()
+    record = await other.call_control(snap.key)
+    assert record is not None and record.transfer is not None
+    assert (record.transfer.mode, record.transfer.target, record.transfer.from_agent) == (
+        TransferMode.ATTENDED, Target(TargetKind.AGENT, "1002"), "1001",
+    )  # fmt: skip
+    assert record.transfer.target_leg_seen and not record.transfer.completing
+    await h.service.control.cancel("1001")
+    record = await other.call_control(snap.key)
+    assert record is not None and record.transfer is None and record.controlled  # legs still its own
+
+
+async def test_a_restarted_platform_lets_go_of_calls_that_ended_while_it_was_down(nodes) -> None:
+    from cti.model import LiveCallsResynced
+
+    h = await harness_on(nodes())
+    snap = await talking(h)
+    await h.service.control.hold("1001")
+    after = await restarted(h, nodes())
+    async with after.service._lock:
+        await after.service._on_message(LiveCallsResynced("pbx1", frozenset(), EndReason.HANGUP, h.clock()))
+    assert not after.service.control.held(snap.key)
+    assert await nodes().call_controls() == {}

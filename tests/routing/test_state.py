@@ -15,16 +15,22 @@ from routing.model import (
     AgentState,
     AgentStatus,
     Answer,
+    CallControlState,
     Hangup,
+    HeldCall,
     InvalidTransition,
     Login,
     NotReady,
     Overflow,
     OverflowKind,
+    PendingTransfer,
     Ready,
     Relaxed,
     ReserveAhead,
     SkillNeed,
+    Target,
+    TargetKind,
+    TransferMode,
     WaitingCall,
     WrapUpDone,
 )
@@ -34,6 +40,8 @@ from routing.state import (
     RedisLiveState,
     agent_state_from_json,
     agent_state_to_json,
+    call_control_from_json,
+    call_control_to_json,
     decision_from_json,
     decision_to_json,
     waiting_call_from_json,
@@ -194,6 +202,29 @@ async def test_the_decision_log_keeps_the_newest(live):
     assert await live.recent_decisions(limit=0) == []
 
 
+async def test_what_call_control_did_to_a_call_is_shared_replaced_and_removed(nodes):
+    first, second = nodes(), nodes()
+    assert await first.call_control(key(1)) is None and await first.call_controls() == {}
+    held = CallControlState(held=HeldCall("1001", "PJSIP/1001-0000000a", at(5)), controlled=True)
+    await first.put_call_control(key(1), held)
+    consulting = CallControlState(transfer=transfer(), controlled=True)
+    await first.put_call_control(key(2), consulting)
+    assert await second.call_control(key(1)) == held
+    assert await second.call_controls() == {key(1): held, key(2): consulting}
+    resumed = CallControlState(controlled=True)
+    await second.put_call_control(key(1), resumed)
+    assert await first.call_control(key(1)) == resumed
+    await second.put_call_control(key(2), CallControlState())  # nothing left: removed
+    assert await first.call_controls() == {key(1): resumed}
+
+
+def transfer(**changes):
+    pending = PendingTransfer(
+        TransferMode.ATTENDED, Target(TargetKind.AGENT, "1002"), "1001", "PJSIP/1001-0000000a", at(9)
+    )
+    return replace(pending, **changes)
+
+
 # --- the JSON that nodes share ------------------------------------------------------------------
 
 
@@ -216,6 +247,22 @@ def test_an_agent_state_written_before_reservations_ahead_existed_is_read_withou
     old = json.loads(agent_state_to_json(state))
     del old["reserved_for"], old["reserved_service"]
     assert agent_state_from_json(json.dumps(old)) == state
+
+
+@pytest.mark.parametrize(
+    "control",
+    [
+        CallControlState(held=HeldCall("1001", "PJSIP/1001-0000000a", at(5)), controlled=True),
+        CallControlState(transfer=transfer(target_leg_seen=True, completing=True), controlled=True),
+        CallControlState(
+            transfer=replace(transfer(), mode=TransferMode.BLIND, target=Target(TargetKind.SERVICE, "销售")),
+            moved_to_service="销售",
+        ),
+        CallControlState(left=True),
+    ],
+)
+def test_call_control_json_round_trip(control):
+    assert call_control_from_json(call_control_to_json(control)) == control
 
 
 def test_waiting_call_and_decision_json_round_trip():
