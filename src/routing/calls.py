@@ -42,7 +42,7 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import TYPE_CHECKING
@@ -234,6 +234,32 @@ class CallControlHealth:
     actions_unknown: int = 0
     transfers_completed: int = 0
     transfers_cancelled: int = 0
+    transfers_not_done: int = 0  # a lost answer, and Asterisk showed the transfer never happened
+
+
+#: Asterisk's live channels (AMI ``CoreShowChannels``: one header mapping per channel).
+ChannelList = Callable[[], Awaitable[list[dict[str, str]]]]
+
+
+def transfer_not_done(
+    channels: list[dict[str, str]], caller_channel: str, linkedid: str, from_agent: str, target: str
+) -> bool:
+    """Whether Asterisk's channels (``CoreShowChannel`` events) show that a blind transfer of
+    ``caller_channel`` to ``target`` did not happen: the caller is still bridged with
+    ``from_agent``'s leg, and the target has no channel in the call. ``False`` when it did, or may
+    have (the caller left that bridge, the target's phone is in the call, the caller is gone)."""
+    caller = next((c for c in channels if c.get("Channel") == caller_channel), None)
+    if caller is None:
+        return False  # the caller is gone: the call's end says the rest
+    bridge = caller.get("BridgeId", "")
+    in_call = [c for c in channels if c.get("Linkedid") == linkedid]
+    target_leg = re.compile(rf"^PJSIP/{re.escape(target)}-[0-9A-Za-z]+$")
+    agent_leg_ = re.compile(rf"^PJSIP/{re.escape(from_agent)}-[0-9A-Za-z]+$")
+    if any(target_leg.fullmatch(c.get("Channel", "")) for c in in_call):
+        return False
+    return bool(bridge) and any(
+        agent_leg_.fullmatch(c.get("Channel", "")) and c.get("BridgeId") == bridge for c in in_call
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -255,6 +281,9 @@ class CallControl:
     health: CallControlHealth = field(default_factory=CallControlHealth)
     #: Told of every operation Asterisk accepted (the bus, for consoles); must not block.
     publish: Callable[[CallControlled], None] | None = None
+    #: Asterisk's live channels, read to learn whether a blind transfer whose answer was lost took;
+    #: without it, the calls as the call model shows them are the evidence.
+    channels: ChannelList | None = None
     _held: dict[CallKey, HeldCall] = field(default_factory=dict)
     _transfers: dict[CallKey, PendingTransfer] = field(default_factory=dict)
     _moved_to_service: dict[CallKey, str] = field(default_factory=dict)
@@ -263,6 +292,8 @@ class CallControl:
     # What the live state holds for each call (routing.state): the dicts above are this node's
     # working copy, written through to it whenever they change (``_sync``).
     _stored: dict[CallKey, CallControlState] = field(default_factory=dict)
+    # Blind transfers whose answer was lost, and when to look at what Asterisk did.
+    _check_at: dict[CallKey, datetime] = field(default_factory=dict)
 
     # ------------------------------------------------------------------ the live state
 
@@ -282,6 +313,8 @@ class CallControl:
         for key, record in (await self.service.live.call_controls()).items():
             self._put(key, record)
             self._stored[key] = record
+            if record.transfer is not None and record.transfer.outcome_unknown:
+                self._check_at[key] = self.service.clock() + self.service.connect_grace
 
     def keys(self) -> set[CallKey]:
         """Every call call control holds something for."""
@@ -420,7 +453,13 @@ class CallControl:
         try:
             await self._send(action)
         except OutcomeUnknown:
-            raise  # kept: the calls will show whether it happened
+            # Kept: the calls will show whether it happened. A blind transfer to an agent that never
+            # happened would leave the target reserved until the call ends: after the grace, what
+            # Asterisk did is looked at (``reconcile``).
+            if mode is TransferMode.BLIND and target.kind is TargetKind.AGENT:
+                self._transfers[key] = replace(pending, outcome_unknown=True)
+                self._check_at[key] = now + self.service.connect_grace
+            raise
         except CallControlError:
             await self._undo(key, pending, "transfer_failed")
             raise
@@ -462,6 +501,65 @@ class CallControl:
             return self._tell("cancel", ControlResult(snap.key, agent_id, "talking"))
 
     # ------------------------------------------------------------------ hooks (under the service's lock)
+
+    def wake_moments(self) -> list[datetime]:
+        """When ``on_time`` has something to look at."""
+        return list(self._check_at.values())
+
+    def on_resync(self, now: datetime) -> None:
+        """The AMI link is back: the grace of transfers whose answer was lost counts from now (the
+        calls shown after a resync are the first evidence of where they went)."""
+        for key in self._check_at:
+            self._check_at[key] = now + self.service.connect_grace
+
+    async def on_time(self, now: datetime) -> None:
+        for key, at in list(self._check_at.items()):
+            if now >= at:
+                try:
+                    await self.reconcile(key, now)
+                finally:
+                    await self._sync(key)
+
+    async def reconcile(self, key: CallKey, now: datetime) -> None:
+        """A blind transfer to an agent whose answer was lost, and its grace passed without the
+        calls showing it: ask Asterisk (its live channels) whether it happened. If the caller is still
+        bridged with the transferring agent and the target has no channel in the call, it did not:
+        the target's reservation is released and the agent may act on the call again."""
+        self._check_at.pop(key, None)
+        pending = self._transfers.get(key)
+        snap = self.service.call(key)
+        if pending is None or not pending.outcome_unknown or snap is None:
+            return  # followed meanwhile, or the call ended (``on_gone`` releases the target)
+        target = pending.target.value
+        if self.channels is not None:
+            try:
+                live = await self.channels()
+            except (LinkDown, ActionOutcomeUnknown, ActionFailed, TimeoutError) as exc:
+                log.info("call %s: Asterisk's channels not read (%s); looking again later", key, exc)
+                self._check_at[key] = now + self.service.connect_grace
+                return
+            not_done = transfer_not_done(live, snap.anchor_channel, key.linkedid, pending.from_agent, target)
+        else:
+            not_done = (
+                snap.agent == pending.from_agent
+                and snap.phase in (CallPhase.TALKING, CallPhase.HELD)
+                and pending.agent_channel in snap.channels
+                and agent_leg(snap, target) is None
+            )
+        if not not_done:
+            # It took (or may have): from here it is followed as any blind transfer.
+            self._transfers[key] = replace(pending, outcome_unknown=False)
+            return
+        log.warning(
+            "call %s: the blind transfer to agent %s whose answer was lost never happened; %s is "
+            "released and the call stays with agent %s",
+            key,
+            target,
+            target,
+            pending.from_agent,
+        )
+        self.health.transfers_not_done += 1
+        await self._undo(key, pending, "transfer_not_done")
 
     def service_for(self, key: CallKey) -> str | None:
         """The service a call was transferred to, if it was: it waits in that line."""
@@ -550,6 +648,7 @@ class CallControl:
         the dialplan cannot always end it by itself)."""
         self._left.discard(key)
         self._moved_to_service.pop(key, None)
+        self._check_at.pop(key, None)
         legs: list[str] = []
         held = self._held.pop(key, None)
         if held is not None:
@@ -623,6 +722,7 @@ class CallControl:
 
     async def _undo(self, key: CallKey, pending: PendingTransfer, reason: str) -> None:
         self._transfers.pop(key, None)
+        self._check_at.pop(key, None)
         self._moved_to_service.pop(key, None)
         if pending.target.kind is TargetKind.AGENT:
             await self._release(pending.target.value, key, reason)

@@ -681,6 +681,7 @@ class PendingTransfer:
     since: datetime
     target_leg_seen: bool = False  # attended: the consultation reached the target's phone
     completing: bool = False  # attended: the caller was bridged to the target
+    outcome_unknown: bool = False  # blind, to an agent: the redirect's answer was lost
 
 
 @dataclass(frozen=True, slots=True)

@@ -311,6 +311,7 @@ class RoutingService:
             for conn in self._connections.values():
                 if conn.by_routing and conn.sent_at is not None and not conn.ringing:
                     yield conn.sent_at + self.connect_grace
+            yield from self.control.wake_moments()
 
     # ------------------------------------------------------------------ messages
 
@@ -384,6 +385,7 @@ class RoutingService:
             for conn in self._connections.values():
                 if conn.outcome_unknown:
                     conn.sent_at = now
+            self.control.on_resync(now)
         # The board's equilibrium is unknown after a gap: weigh everything once.
         await self._apply_all(self.board.round(now), now)
 
@@ -458,6 +460,8 @@ class RoutingService:
                     snap = self._calls.get(key)
                     if conn.call is not None and snap is not None and snap.phase is CallPhase.WAITING:
                         await self._put_on_line(conn.call, now, decide=True)
+        if not self._paused:
+            await self.control.on_time(now)  # blind transfers whose answer was lost (routing.calls)
         since = self._last_timer or now
         self._last_timer = now
         if now > since and not self._paused:

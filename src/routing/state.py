@@ -475,6 +475,7 @@ def call_control_to_json(control: CallControlState) -> str:
                     "since": _time(transfer.since),
                     "target_leg_seen": transfer.target_leg_seen,
                     "completing": transfer.completing,
+                    "outcome_unknown": transfer.outcome_unknown,
                 }
                 if transfer
                 else None
@@ -500,6 +501,7 @@ def call_control_from_json(raw: str | bytes) -> CallControlState:
                 since=datetime.fromisoformat(transfer["since"]),
                 target_leg_seen=transfer["target_leg_seen"],
                 completing=transfer["completing"],
+                outcome_unknown=transfer.get("outcome_unknown", False),
             )
             if transfer
             else None
