@@ -63,6 +63,21 @@ VAR_POSITION = "CTI_WAIT_POSITION"
 VAR_MINUTES = "CTI_WAIT_MINUTES"
 VAR_LANGUAGE = "CTI_WAIT_LANGUAGE"
 VAR_SOUND = "CTI_WAIT_SOUND"
+# What an overflowing caller hears in their language (set before the redirect to ``cti-overflow``;
+# unset: Asterisk's English sounds).
+VAR_OVERFLOW_SOUND = "CTI_OVERFLOW_SOUND"
+VAR_OVERFLOW_BYE = "CTI_OVERFLOW_BYE"
+
+#: The overflow messages in the languages the PBX has no sounds of its own for, by kind and
+#: language: what is said first (before the beep of a voicemail, or the callback's promise), and
+#: after a voicemail is recorded ("" for a callback, whose first message says goodbye too).
+OVERFLOW_WORDS: Mapping[tuple[str, str], tuple[str, str]] = {
+    ("voicemail", "zh"): (
+        "现在无人接听，请在提示音后留言。",
+        "谢谢您的留言，再见。",
+    ),
+    ("callback", "zh"): ("感谢您的耐心等待，我们会尽快给您回电。再见。", ""),
+}
 
 
 # --------------------------------------------------------------------------------------- pure
@@ -277,6 +292,23 @@ def setvar_headers(channel: str, name: str, value: str) -> dict[str, str]:
     if any(c in value for c in _FORBIDDEN_IN_AMI):
         raise ValueError(f"unsafe value for {name}: {value!r}")
     return {"Channel": safe_channel(channel), "Variable": name, "Value": value}
+
+
+def overflow_words(kind: str, language: str | None) -> tuple[str, str] | None:
+    """What a caller overflowing to ``kind`` is told in their language (``said_language``), as text
+    to synthesise; ``None`` when the PBX says it with its own (English) sounds."""
+    return OVERFLOW_WORDS.get((kind, said_language(language)))
+
+
+def overflow_variables(channel: str, sound: str, bye: str | None) -> list[dict[str, str]]:
+    """The ``Setvar`` actions giving the caller on ``channel`` the overflow messages ``sound`` (and
+    ``bye`` after a voicemail): plain sound paths only (``ValueError`` otherwise)."""
+    out = []
+    for name, value in ((VAR_OVERFLOW_SOUND, sound), (VAR_OVERFLOW_BYE, bye or "")):
+        if value and not _SOUND.fullmatch(value):
+            raise ValueError(f"not a sound Playback() can take: {value!r}")
+        out.append(setvar_headers(channel, name, value))
+    return out
 
 
 def overflow_redirect_headers(channel: str, kind: str) -> dict[str, str]:
