@@ -19,7 +19,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Gauge, gen
 from starlette.responses import Response
 
 from app.console_wiring import Consoles
-from app.dialer_wiring import build_dialer_router
+from app.dialer_wiring import AgentDeskWiring, build_dialer_router
 from app.recordings_wiring import build_recordings, recording_ports, recording_queries
 from app.routing_wiring import build_routing
 from app.waiting_wiring import Waiting
@@ -82,6 +82,8 @@ class Platform:
         self.waiting = Waiting(settings, self.sessionmaker, self.routing, self.ami, self.ivr)
         self.consoles = Consoles(settings, self.sessionmaker, self.bus, self.routing, self.ami)
         self.recordings = build_recordings(settings, self.sessionmaker, self.bus, self.ami)
+        # Campaign calls at the agent's desk: preview dialling, the lead's record, dispositions.
+        self.desk = AgentDeskWiring(settings, self.sessionmaker, self.bus, self.routing, self.ami)
         self.http = self._build_http()
         self._stopping = asyncio.Event()
 
@@ -100,6 +102,7 @@ class Platform:
         app.include_router(build_routing_router(self.routing, auth))
         self.consoles.install(app, auth, lambda: self.token_secret)
         app.include_router(build_dialer_router(self.sessionmaker, auth))
+        app.include_router(self.desk.router(auth))
         app.include_router(
             build_recordings_router(
                 self.recordings, recording_queries(self.sessionmaker), auth, self.settings.monitor_dir()
@@ -190,6 +193,7 @@ class Platform:
                 waiting = tasks.create_task(self.waiting.run(), name="routing-waiting")
                 consoles = tasks.create_task(self.consoles.run(), name="consoles")
                 recordings = tasks.create_task(self.recordings.run(), name="recordings")
+                desk = tasks.create_task(self.desk.run(), name="dialer-desk")
                 rec = self.settings.recordings
                 purge = tasks.create_task(
                     purge_forever(
@@ -214,6 +218,7 @@ class Platform:
                 routing.cancel()
                 waiting.cancel()
                 consoles.cancel()
+                desk.cancel()
                 purge.cancel()
                 # Recordings of calls that ended are filed before the database goes away.
                 await self.recordings.drain(timeout=10.0)

@@ -898,6 +898,29 @@ class RoutingService:
     def drop_connection(self, key: CallKey) -> Connection | None:
         return self._connections.pop(key, None)
 
+    async def reserve_outbound(self, agent_id: str, key: CallKey, service: str) -> bool:
+        """Reserve a READY agent for an outbound call about to be dialled with ``key`` (a preview
+        campaign call: the customer is dialled first, then the dialplan rings the agent). Routing
+        offers them nothing else meanwhile, and follows the call as theirs: answered, they talk and
+        wrap up; ended before, they are ready again. ``False`` when the agent is not ready."""
+        async with self._lock:
+            now = self.clock()
+            name = self.service_named(service) or DEFAULT_SERVICE
+            state = await self.live.reserve(agent_id, key, name, now)
+            if state is None:
+                return False
+            self.board_agent(agent_id, state)
+            self._connections[key] = Connection(agent_id, name, by_routing=False)
+            return True
+
+    async def release_outbound(self, agent_id: str, key: CallKey, reason: str) -> None:
+        """Undo ``reserve_outbound`` when nothing was dialled."""
+        async with self._lock:
+            self._connections.pop(key, None)
+            state = await self.live.get_agent(agent_id)
+            if state is not None and state.status is AgentStatus.RESERVED and state.call == key:
+                await self._agent_event(agent_id, CancelReservation(reason), self.clock())
+
 
 def agent_from_config(
     agent_id: str,
