@@ -708,6 +708,7 @@ class RoutingService:
                     call=str(state.call) if state.call else None,
                     service=state.service,
                     wrap_up_until=state.wrap_up_until,
+                    reserved_for=str(state.reserved_for) if state.reserved_for else None,
                 )
             )
         if profile.active:

@@ -11,7 +11,16 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from cti.bus import Bus
-from cti.model import AgentOffered, CallKey, CallPhase, CallSnapshot, ChangeKind, Direction, PhaseMark
+from cti.model import (
+    AgentOffered,
+    AgentStateChanged,
+    CallKey,
+    CallPhase,
+    CallSnapshot,
+    ChangeKind,
+    Direction,
+    PhaseMark,
+)
 from cti.ports import ActionFailed, ActionOutcomeUnknown
 from routing import handlers
 from routing.callbacks import (
@@ -430,7 +439,10 @@ async def test_a_callback_is_dialled_when_its_agent_is_about_to_be_free_and_they
     ahead,
 ) -> None:
     h, link, tasks = ahead
+    told: list[AgentStateChanged] = []
+    h.service.on_agent_state = told.append  # what consoles are told
     channel_id = await reserved_ahead(h, link)
+    assert (told[-1].status, told[-1].reserved_for) == ("wrap_up", f"pbx1/{channel_id}")
     state = await h.service.agent_state("1001")
     # Still wrapping up, reserved for the customer's call, and the reservation says why.
     assert (state.status, state.wrap_up_until) == (AgentStatus.WRAP_UP, at(81))
