@@ -273,9 +273,12 @@ class QueueCallbacks:
         return self.dial_ahead_services.get(call.service, self.dial_ahead_default)
 
     def dial_ahead_max(self) -> float:
+        return max(self.dial_ahead_times(), default=0.0)
+
+    def dial_ahead_times(self) -> frozenset[float]:
         if not self.pending:
-            return 0.0
-        return max((self.dial_ahead_default, *self.dial_ahead_services.values()))
+            return frozenset()
+        return frozenset(t for t in (self.dial_ahead_default, *self.dial_ahead_services.values()) if t > 0)
 
     async def reservation_dropped(self, agent_id: str, key: CallKey, now: datetime) -> None:
         dialling = self.dialling.pop(key, None)

@@ -462,6 +462,10 @@ class WaitingHooks(Protocol):
     def dial_ahead_max(self) -> float:
         """The largest ``dial_ahead`` of any call waiting now; 0 when nothing can be dialled ahead."""
 
+    def dial_ahead_times(self) -> frozenset[float]:
+        """Every ``dial_ahead`` above 0 a call waiting now may have (the router wakes that long
+        before each wrap-up ends); empty when nothing can be dialled ahead."""
+
     async def reservation_dropped(self, agent_id: str, key: CallKey, now: datetime) -> None:
         """The agent reserved ahead for ``key`` left their wrap-up another way (not ready, logged
         out): stop dialling and put the call back in line with its place."""
