@@ -17,6 +17,7 @@ import asyncio
 import contextlib
 import logging
 import os
+from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from datetime import UTC, datetime
 
@@ -103,6 +104,18 @@ def announcement_sound(settings: Settings) -> AnnouncementSound:
     return sound
 
 
+def prompt_sound(settings: Settings) -> Callable[[str, str], Awaitable[str]]:
+    """Overflow messages in the caller's language, built like the announcements' prompts."""
+    sounds, pbx_sounds, _, _ = settings.ivr_dirs()
+    builder = PromptBuilder(sounds)
+
+    async def sound(text: str, language: str) -> str:
+        built = await builder.speak_async(text, language)
+        return f"{pbx_sounds}/{built.sound}"
+
+    return sound
+
+
 class Waiting:
     """The announcer and the queue callbacks of one router; ``run`` is a long-lived task."""
 
@@ -127,6 +140,7 @@ class Waiting:
             retry_seconds=r.callback_retry_seconds,
             dial_ahead_seconds=r.callback_dial_ahead_seconds,
             dial_ahead_services=dict(r.callback_dial_ahead_services),
+            prompt=prompt_sound(settings),
         )
         self.announcer = WaitingAnnouncer(
             routing,
@@ -169,6 +183,7 @@ class Waiting:
 
     async def run(self) -> None:
         _prepare_voicemail_dir(self.settings)
+        self.callbacks.prepare_overflow_prompts()  # the overflow messages in Mandarin, beside the rest
         try:
             await self.announcer.run()
         finally:

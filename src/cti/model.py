@@ -198,7 +198,8 @@ class AgentOffered:
 class AgentStateChanged:
     """An agent's live state as routing now holds it (published on every change, for consoles and
     wallboards). ``status`` is routing's status name (``ready``, ``not_ready``, ``reserved``,
-    ``on_call``, ``wrap_up``, ``logged_out``); ``call`` is the call's key as text, if any."""
+    ``on_call``, ``wrap_up``, ``logged_out``); ``call`` is the call's key as text, if any;
+    ``reserved_for``, in wrap-up, the queue callback being dialled ahead for the agent."""
 
     agent_id: str
     status: str
@@ -207,6 +208,7 @@ class AgentStateChanged:
     call: str | None = None
     service: str | None = None
     wrap_up_until: datetime | None = None
+    reserved_for: str | None = None
 
 
 class RecordingState(enum.StrEnum):

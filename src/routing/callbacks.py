@@ -29,6 +29,7 @@ The line of callbacks is in the router's live state: with Redis it outlives a pl
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import re
 from collections.abc import Awaitable, Callable, Mapping
@@ -54,7 +55,7 @@ from routing.model import (
     waiting_call_from,
 )
 from routing.policy import Decision, Trigger
-from routing.waiting import overflow_redirect_headers
+from routing.waiting import OVERFLOW_WORDS, overflow_redirect_headers, overflow_variables, overflow_words
 
 if TYPE_CHECKING:
     from routing.service import RoutingService
@@ -174,6 +175,7 @@ class QueueCallbacks:
         retry_seconds: float = 30.0,
         dial_ahead_seconds: float = 0.0,
         dial_ahead_services: Mapping[str, float] | None = None,
+        prompt: Callable[[str, str], Awaitable[str]] | None = None,
     ) -> None:
         callback_channel("123456", endpoint)  # the endpoint name is checked once, here
         #: How long before an agent's wrap-up ends a callback of a service may be dialled for them.
@@ -192,6 +194,10 @@ class QueueCallbacks:
         self.dialling: dict[CallKey, _Dialling] = {}  # by the customer's call key (the ChannelId)
         self.voicemails: dict[CallKey, str] = {}  # calls recording an overflow voicemail -> file
         self.hang_up_when_seen: set[CallKey] = set()  # dials withdrawn before their channel showed
+        #: Builds a prompt saying a text in a language; returns the sound as the PBX plays it.
+        self.prompt = prompt
+        self.overflow_sounds: dict[tuple[str, str], tuple[str, str | None]] = {}  # (kind, language)
+        self._preparing: asyncio.Task[None] | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self.dialled = 0
         self.done = 0
@@ -267,9 +273,12 @@ class QueueCallbacks:
         return self.dial_ahead_services.get(call.service, self.dial_ahead_default)
 
     def dial_ahead_max(self) -> float:
+        return max(self.dial_ahead_times(), default=0.0)
+
+    def dial_ahead_times(self) -> frozenset[float]:
         if not self.pending:
-            return 0.0
-        return max((self.dial_ahead_default, *self.dial_ahead_services.values()))
+            return frozenset()
+        return frozenset(t for t in (self.dial_ahead_default, *self.dial_ahead_services.values()) if t > 0)
 
     async def reservation_dropped(self, agent_id: str, key: CallKey, now: datetime) -> None:
         dialling = self.dialling.pop(key, None)
@@ -450,7 +459,7 @@ class QueueCallbacks:
         if target.kind is OverflowKind.VOICEMAIL:
             if not _UNIQUEID.fullmatch(snap.anchor_uniqueid):
                 return False
-            if not await self._redirect(snap, "voicemail"):
+            if not await self._redirect(snap, "voicemail", call):
                 return False
             self.voicemails[snap.key] = f"overflow-{snap.anchor_uniqueid}"
             await self.service.live.take_call(call.key)
@@ -467,7 +476,7 @@ class QueueCallbacks:
                 )
                 return False
             virtual = await self._book(call, task_id, number, now, decide=False)
-            if not await self._redirect(snap, "callback"):
+            if not await self._redirect(snap, "callback", call):
                 # The caller is still on hold: they keep their own place, the callback is withdrawn.
                 self.pending.pop(virtual.key, None)
                 self.service.board.remove_call(virtual.key)
@@ -479,6 +488,43 @@ class QueueCallbacks:
             return True
         return False
 
+    # ------------------------------------------------------------------ overflow messages
+
+    def prepare_overflow_prompts(self) -> asyncio.Task[None] | None:
+        """Build the overflow messages in every language the PBX has no sounds for, beside the
+        router (``Waiting.run`` starts it); an overflow meanwhile waits a moment for them."""
+        if self.prompt is not None and self._preparing is None:
+            self._preparing = asyncio.ensure_future(self._prepare())
+        return self._preparing
+
+    async def _prepare(self) -> None:
+        assert self.prompt is not None
+        for (kind, language), (first, bye) in OVERFLOW_WORDS.items():
+            try:
+                sound = await self.prompt(first, language)
+                said_bye = await self.prompt(bye, language) if bye else None
+            except Exception as exc:  # no espeak-ng, a full disk: the caller hears English
+                log.warning("overflow message %s in %s not built (%s): English instead", kind, language, exc)
+                continue
+            self.overflow_sounds[(kind, language)] = (sound, said_bye)
+
+    async def _say_overflow_in_language(self, snap: CallSnapshot, call: WaitingCall, kind: str) -> None:
+        words = overflow_words(kind, call.language)
+        if words is None or self.prompt is None:
+            return  # English: the dialplan's own sounds
+        key = (kind, "zh")
+        if key not in self.overflow_sounds and self._preparing is not None and not self._preparing.done():
+            with contextlib.suppress(Exception):  # not built in time: English
+                await asyncio.wait_for(asyncio.shield(self._preparing), 5.0)  # only just after start
+        sounds = self.overflow_sounds.get(key)
+        if sounds is None:
+            return
+        try:
+            for headers in overflow_variables(snap.anchor_channel, *sounds):
+                await self.actions.send("Setvar", headers)
+        except (ActionFailed, ActionOutcomeUnknown, LinkDown, TimeoutError, ValueError) as exc:
+            log.warning("call %s: overflow message not set in the caller's language (%s)", snap.key, exc)
+
     # ------------------------------------------------------------------ internals
 
     async def _hang_up(self, channel: str) -> None:
@@ -489,7 +535,8 @@ class QueueCallbacks:
         except (ActionFailed, ActionOutcomeUnknown, LinkDown, TimeoutError) as exc:
             log.info("withdrawn callback dial %s not hung up (%s)", channel, exc)
 
-    async def _redirect(self, snap: CallSnapshot, kind: str) -> bool:
+    async def _redirect(self, snap: CallSnapshot, kind: str, call: WaitingCall) -> bool:
+        await self._say_overflow_in_language(snap, call, kind)
         try:
             await self.actions.send("Redirect", overflow_redirect_headers(snap.anchor_channel, kind))
             return True
@@ -562,6 +609,9 @@ class QueueCallbacks:
         task.add_done_callback(self._tasks.discard)
 
     async def close(self) -> None:
+        if self._preparing is not None:
+            self._preparing.cancel()
+            await asyncio.gather(self._preparing, return_exceptions=True)
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)

@@ -402,12 +402,9 @@ class RoutingService:
                 if state is not None and agent_zone(state, zones, self.days.default_zone) == ended:
                     await self._agent_event(agent_id, ResetDay(), now, decide=False)
 
-    def _dial_ahead_leads(self) -> set[float]:
-        """The dial-ahead times of the calls waiting now (queue callbacks), if any."""
-        hooks = self.hooks
-        if hooks is None or hooks.dial_ahead_max() <= 0:
-            return set()
-        return {lead for c in self.board.waiting_calls() if (lead := hooks.dial_ahead(c)) > 0}
+    def _dial_ahead_leads(self) -> frozenset[float]:
+        """The dial-ahead times queue callbacks may have now (configured per service), if any."""
+        return self.hooks.dial_ahead_times() if self.hooks is not None else frozenset()
 
     async def dial_ahead(self, now: datetime) -> None:
         """Reserve agents about to be free for the queue callbacks they would take, and dial them
@@ -708,6 +705,7 @@ class RoutingService:
                     call=str(state.call) if state.call else None,
                     service=state.service,
                     wrap_up_until=state.wrap_up_until,
+                    reserved_for=str(state.reserved_for) if state.reserved_for else None,
                 )
             )
         if profile.active:

@@ -63,6 +63,21 @@ VAR_POSITION = "CTI_WAIT_POSITION"
 VAR_MINUTES = "CTI_WAIT_MINUTES"
 VAR_LANGUAGE = "CTI_WAIT_LANGUAGE"
 VAR_SOUND = "CTI_WAIT_SOUND"
+# What an overflowing caller hears in their language (set before the redirect to ``cti-overflow``;
+# unset: Asterisk's English sounds).
+VAR_OVERFLOW_SOUND = "CTI_OVERFLOW_SOUND"
+VAR_OVERFLOW_BYE = "CTI_OVERFLOW_BYE"
+
+#: The overflow messages in the languages the PBX has no sounds of its own for, by kind and
+#: language: what is said first (before the beep of a voicemail, or the callback's promise), and
+#: after a voicemail is recorded ("" for a callback, whose first message says goodbye too).
+OVERFLOW_WORDS: Mapping[tuple[str, str], tuple[str, str]] = {
+    ("voicemail", "zh"): (
+        "现在无人接听，请在提示音后留言。",
+        "谢谢您的留言，再见。",
+    ),
+    ("callback", "zh"): ("感谢您的耐心等待，我们会尽快给您回电。再见。", ""),
+}
 
 
 # --------------------------------------------------------------------------------------- pure
@@ -279,6 +294,23 @@ def setvar_headers(channel: str, name: str, value: str) -> dict[str, str]:
     return {"Channel": safe_channel(channel), "Variable": name, "Value": value}
 
 
+def overflow_words(kind: str, language: str | None) -> tuple[str, str] | None:
+    """What a caller overflowing to ``kind`` is told in their language (``said_language``), as text
+    to synthesise; ``None`` when the PBX says it with its own (English) sounds."""
+    return OVERFLOW_WORDS.get((kind, said_language(language)))
+
+
+def overflow_variables(channel: str, sound: str, bye: str | None) -> list[dict[str, str]]:
+    """The ``Setvar`` actions giving the caller on ``channel`` the overflow messages ``sound`` (and
+    ``bye`` after a voicemail): plain sound paths only (``ValueError`` otherwise)."""
+    out = []
+    for name, value in ((VAR_OVERFLOW_SOUND, sound), (VAR_OVERFLOW_BYE, bye or "")):
+        if value and not _SOUND.fullmatch(value):
+            raise ValueError(f"not a sound Playback() can take: {value!r}")
+        out.append(setvar_headers(channel, name, value))
+    return out
+
+
 def overflow_redirect_headers(channel: str, kind: str) -> dict[str, str]:
     """The ``Redirect`` that carries out an overflow: ``kind`` is ``voicemail`` or ``callback``."""
     if kind not in ("voicemail", "callback"):
@@ -429,6 +461,10 @@ class WaitingHooks(Protocol):
 
     def dial_ahead_max(self) -> float:
         """The largest ``dial_ahead`` of any call waiting now; 0 when nothing can be dialled ahead."""
+
+    def dial_ahead_times(self) -> frozenset[float]:
+        """Every ``dial_ahead`` above 0 a call waiting now may have (the router wakes that long
+        before each wrap-up ends); empty when nothing can be dialled ahead."""
 
     async def reservation_dropped(self, agent_id: str, key: CallKey, now: datetime) -> None:
         """The agent reserved ahead for ``key`` left their wrap-up another way (not ready, logged

@@ -290,14 +290,14 @@ async def test_past_the_maximum_wait_the_caller_leaves_a_voicemail_on_their_reco
     waiting_pbx: SandboxPbx, platform_factory, recorder: AmiRecorder
 ) -> None:
     api = await platform_factory(max_wait_seconds=3, overflow={"kind": "voicemail", "target": ""})
-    customer = await api.request(
-        "admin", "POST", "/api/customers", json={"name": "王芳", "phones": [{"number": "+86 139 0000 0021"}]}
-    )
+    wang = {"name": "王芳", "language": "zh", "phones": [{"number": "+86 139 0000 0021"}]}
+    customer = await api.request("admin", "POST", "/api/customers", json=wang)
     port, media = ports()
-    # Nobody logged in: after 3 s the caller is sent to voicemail; they speak after the beep.
+    # Nobody logged in: after 3 s the caller is sent to voicemail, told so in Mandarin (her
+    # language, from her record); she speaks after the beep.
     caller = await sipp.call_with_keys(
         pbx_port=waiting_pbx.sip_port, dnis=waiting_pbx.hold_dnis, caller=sipp.Caller("王芳", "13900000021"),
-        keys=[(9000, sipp.VOICE)], port=port, media_port=media, hold_ms=20_000,
+        keys=[(12_000, sipp.VOICE)], port=port, media_port=media, hold_ms=20_000,
     )  # fmt: skip
     try:
         body = await api.until(
@@ -315,7 +315,14 @@ async def test_past_the_maximum_wait_the_caller_leaves_a_voicemail_on_their_reco
     assert message["call_key"] == decisions[0]["call"]
     callbacks = await api.get("/api/callbacks")
     assert [c["customer_id"] for c in callbacks] == [customer["id"]]
-    assert any(e.get("UserEvent") == "OverflowVoicemail" for e in recorder.events("UserEvent"))
+    (event,) = [e for e in recorder.events("UserEvent") if e.get("UserEvent") == "OverflowVoicemail"]
+    # The message synthesised in Mandarin by the IVR's prompt builder, played from its sounds folder.
+    assert event["Sound"].startswith("/srv/cti/sounds/ivr/ivr-"), event
+    played = [
+        e["AppData"] for e in recorder.events("Newexten")
+        if e.get("Context") == "cti-overflow" and e.get("Application") == "Playback"
+    ]  # fmt: skip
+    assert played[0] == event["Sound"], played
     assert await api.waiting() == []
 
 

@@ -11,7 +11,16 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from cti.bus import Bus
-from cti.model import AgentOffered, CallKey, CallPhase, CallSnapshot, ChangeKind, Direction, PhaseMark
+from cti.model import (
+    AgentOffered,
+    AgentStateChanged,
+    CallKey,
+    CallPhase,
+    CallSnapshot,
+    ChangeKind,
+    Direction,
+    PhaseMark,
+)
 from cti.ports import ActionFailed, ActionOutcomeUnknown
 from routing import handlers
 from routing.callbacks import (
@@ -430,7 +439,10 @@ async def test_a_callback_is_dialled_when_its_agent_is_about_to_be_free_and_they
     ahead,
 ) -> None:
     h, link, tasks = ahead
+    told: list[AgentStateChanged] = []
+    h.service.on_agent_state = told.append  # what consoles are told
     channel_id = await reserved_ahead(h, link)
+    assert (told[-1].status, told[-1].reserved_for) == ("wrap_up", f"pbx1/{channel_id}")
     state = await h.service.agent_state("1001")
     # Still wrapping up, reserved for the customer's call, and the reservation says why.
     assert (state.status, state.wrap_up_until) == (AgentStatus.WRAP_UP, at(81))
@@ -520,3 +532,50 @@ async def test_a_dial_withdrawn_before_its_channel_showed_is_hung_up_when_it_doe
     await h.feed(customer_call(h, channel_id, CallPhase.ARRIVING))
     await settle()
     assert link.sent[-1] == ("Hangup", {"Channel": f"PJSIP/outside-{channel_id}", "Cause": "16"})
+
+
+# --- overflow messages in the caller's language ---------------------------------------------------
+
+
+async def test_an_overflowing_mandarin_caller_is_told_in_mandarin_and_others_in_english(tmp_path) -> None:
+    from ivr.prompts import PromptBuilder
+
+    clock, link, tasks = Clock(), Link(), Tasks()
+    service = RoutingService(
+        subscription=handlers.subscribe(Bus()), live=InProcessLiveState(), actions=link,
+        directory=InMemoryDirectory({1: ("8000", "support")}), clock=clock, default_wrap_up_seconds=0,
+    )  # fmt: skip
+    builder = PromptBuilder(tmp_path)  # the IVR's own builder (espeak-ng), as the platform wires it
+
+    async def prompt(text: str, language: str) -> str:
+        built = await builder.speak_async(text, language)
+        return f"/srv/cti/sounds/ivr/{built.sound}"
+
+    callbacks = QueueCallbacks(service, tasks.ports(), link, "pbx1", prompt=prompt)
+    try:
+        await callbacks.prepare_overflow_prompts()
+        await service._load(clock())
+        overflow = Overflow(OverflowKind.CALLBACK, "")
+        await service.save_service(1, ServiceRouting("", max_wait_seconds=60, overflow=overflow))
+        h = Harness(clock, link, service)
+        mandarin = h.call(1)
+        mandarin = replace(mandarin, classification=replace(mandarin.classification, language="zh"))
+        await h.feed(mandarin)
+        await h.feed(h.call(2))  # nothing known of this caller's language
+        await h.tick(61)
+    finally:
+        await callbacks.close()
+    (sound, bye) = callbacks.overflow_sounds[("callback", "zh")]
+    assert bye is None  # the callback's message says goodbye itself
+    built = builder.path_of(sound.rsplit("/", 1)[1])
+    assert built.is_file() and built.stat().st_size > 1000
+    setvar = {"Channel": "PJSIP/trunk-00000001", "Variable": "CTI_OVERFLOW_SOUND", "Value": sound}
+    # The Mandarin caller's messages are set on their channel before their redirect; the other
+    # caller is redirected with nothing set: the PBX's English sounds.
+    assert [(a, h_.get("Channel"), h_.get("Variable")) for a, h_ in link.sent] == [
+        ("Setvar", "PJSIP/trunk-00000001", "CTI_OVERFLOW_SOUND"),
+        ("Setvar", "PJSIP/trunk-00000001", "CTI_OVERFLOW_BYE"),
+        ("Redirect", "PJSIP/trunk-00000001", None),
+        ("Redirect", "PJSIP/trunk-00000002", None),
+    ]
+    assert link.sent[0] == ("Setvar", setvar)

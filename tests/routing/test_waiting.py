@@ -15,6 +15,8 @@ from routing.waiting import (
     VAR_EVERY,
     VAR_LANGUAGE,
     VAR_MINUTES,
+    VAR_OVERFLOW_BYE,
+    VAR_OVERFLOW_SOUND,
     VAR_POSITION,
     VAR_SOUND,
     Announcement,
@@ -24,6 +26,8 @@ from routing.waiting import (
     expected_wait_seconds,
     line_positions,
     overflow_redirect_headers,
+    overflow_variables,
+    overflow_words,
     plan_announcements,
     said_language,
     setvar_headers,
@@ -271,3 +275,48 @@ async def test_a_mandarin_caller_gets_the_prompt_built_in_mandarin() -> None:
         "Value": "/srv/cti/sounds/ivr/ivr-0123456789abcdef",
     }
     assert ("Setvar", sound_set) in sink.sent
+
+
+# --- overflow messages in the caller's language -------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("kind", "language", "said"),
+    [
+        ("voicemail", "zh", True),
+        ("callback", "zh-CN", True),
+        ("callback", "cmn", True),
+        ("voicemail", "en", False),
+        ("callback", None, False),
+        ("voicemail", "fr", False),  # no prompt in French: Asterisk's English sounds
+    ],
+)
+def test_overflow_messages_are_chosen_by_the_callers_language(kind, language, said) -> None:
+    words = overflow_words(kind, language)
+    assert (words is not None) is said
+    if words is not None:
+        first, bye = words
+        assert "留言" in first if kind == "voicemail" else "回电" in first
+        assert bool(bye) is (kind == "voicemail")
+
+
+def test_overflow_variables_carry_plain_sounds_only() -> None:
+    sounds = overflow_variables(
+        "PJSIP/trunk-00000001", "/srv/cti/sounds/ivr/ivr-01", "/srv/cti/sounds/ivr/ivr-02"
+    )
+    assert sounds == [
+        {
+            "Channel": "PJSIP/trunk-00000001",
+            "Variable": VAR_OVERFLOW_SOUND,
+            "Value": "/srv/cti/sounds/ivr/ivr-01",
+        },
+        {
+            "Channel": "PJSIP/trunk-00000001",
+            "Variable": VAR_OVERFLOW_BYE,
+            "Value": "/srv/cti/sounds/ivr/ivr-02",
+        },
+    ]
+    assert overflow_variables("PJSIP/trunk-00000001", "/s/ivr-01", None)[1]["Value"] == ""
+    for bad in ("/s/a&/s/b", "/s/a,b", "/s/a\nb", "/s/a:b"):
+        with pytest.raises(ValueError):
+            overflow_variables("PJSIP/trunk-00000001", bad, None)
