@@ -45,8 +45,9 @@ class AttemptFollower:
         self.machines: set[str] = set()
 
     async def handle(self, change: CallChange) -> Outcome | None:
-        """Apply one change; returns the outcome written, if any."""
-        if change.kind is not ChangeKind.ENDED:
+        """Apply one change; returns the outcome written, if any. The first change that shows the
+        call ended counts (``ENDED``, or ``CLOSED`` when a coalescing mailbox kept only the newest)."""
+        if change.kind not in (ChangeKind.ENDED, ChangeKind.CLOSED):
             return None
         call = change.call
         channel_id = next((c for c in (call.anchor_uniqueid, call.key.linkedid) if c in self.pending), None)

@@ -352,7 +352,7 @@ class CampaignRunner:
                 state.waiting.add(channel_id)
             else:
                 state.waiting.discard(channel_id)
-        if message.kind is not ChangeKind.ENDED:
+        if message.kind not in (ChangeKind.ENDED, ChangeKind.CLOSED):
             return False
         if call.hangup_cause == MACHINE_HANGUP_CAUSE and call.connected_at is None:
             self.follower.machines.add(channel_id)

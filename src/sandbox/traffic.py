@@ -487,7 +487,7 @@ def speech_pcap(path: Path, *, voice: range, silence_ms: int) -> Path:
 @dataclass
 class Customers:
     """The SIPp that answers every number a campaign dials (``uas_customers.xml``) and the log of
-    the INVITEs it received, one line ``INVITE <number>`` each."""
+    the INVITEs it received, one line ``INVITE <number> for <request URI>`` each."""
 
     phone: SippProcess
     log: Path
@@ -499,8 +499,9 @@ class Customers:
             return counts
         for line in self.log.read_text(encoding="utf-8", errors="replace").splitlines():
             parts = line.split()
-            if len(parts) >= 2 and parts[-2] == "INVITE":
-                counts[parts[-1]] = counts.get(parts[-1], 0) + 1
+            if "INVITE" in parts[:-1]:
+                number = parts[parts.index("INVITE") + 1]
+                counts[number] = counts.get(number, 0) + 1
         return counts
 
     async def stop(self) -> SippResult:
