@@ -209,6 +209,9 @@ class CampaignRunner:
         self.follower = AttemptFollower(ports.store, lambda: self._campaigns, on_outcome=self._on_outcome)
         self.started = asyncio.Event()
         self.errors = 0
+        #: Told ``(campaign_id, lead_id, outcome)`` after each attempt's outcome is written (the demo
+        #: prints them); must not block.
+        self.outcome_listeners: list[Callable[[str, int, Outcome], None]] = []
 
     # ------------------------------------------------------------------ reading
 
@@ -346,7 +349,9 @@ class CampaignRunner:
             followed.joined = True
             self.ports.join_line(channel_id, campaign, followed.lead_id)
         if state is not None:
-            if call.answered_at is not None:
+            # Answered and still being listened to by AMD, the call counts as ringing: it may yet
+            # want an agent. It stops ringing once it waits for one, reaches one, or ends.
+            if call.phase.value == "waiting" or call.connected_at is not None or call.ended_at is not None:
                 state.ringing.pop(channel_id, None)
             if call.phase.value == "waiting" and call.ended_at is None:
                 state.waiting.add(channel_id)
@@ -360,6 +365,8 @@ class CampaignRunner:
         if outcome is None:
             return False
         del self._followed[channel_id]
+        for listener in self.outcome_listeners:
+            listener(followed.campaign_id, followed.lead_id, outcome)
         if state is not None:
             state.ringing.pop(channel_id, None)
             state.waiting.discard(channel_id)

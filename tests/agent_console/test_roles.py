@@ -79,6 +79,7 @@ DISPOSITION = {"disposition": "resolved", "notes": "已处理"}
         ("GET", "/api/console/stats/today", None, {Role.SUPERVISOR, Role.ADMIN}, 200),
         ("GET", "/api/console/voicemails/99/audio", None, {Role.AGENT, Role.SUPERVISOR, Role.ADMIN}, 404),
         ("POST", "/console/logout", None, {Role.AGENT, Role.SUPERVISOR, Role.ADMIN}, 204),
+        ("GET", "/api/dialer/campaigns/none/live", None, {Role.SUPERVISOR, Role.ADMIN}, 404),  # no campaign
     ],
 )  # fmt: skip
 @pytest.mark.parametrize("role", ROLES)

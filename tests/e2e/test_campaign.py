@@ -201,13 +201,21 @@ async def start(api: Api, pbx: SandboxPbx, campaign_id: str, *, active: bool = T
 
 
 async def ready(api: Api, *agents: str) -> None:
+    """Make the agents ready (logged in first if they are not), waiting out a call or wrap-up."""
     for agent_id in agents:
-        await api.agent(agent_id, "ready")
+        state = (await api.get(f"/api/routing/agents/{agent_id}"))["state"]["status"]
+        if state == "logged_out":
+            await api.agent(agent_id, "login")
+            state = "not_ready"
+        if state == "not_ready":
+            await api.agent(agent_id, "ready")
+        await api.until(f"agent {agent_id} ready", lambda a=agent_id: _status(api, a, "ready"))
 
 
 async def not_ready(api: Api, *agents: str) -> None:
     for agent_id in agents:
-        await api.agent(agent_id, "not_ready")
+        if not await _status(api, agent_id, "not_ready"):
+            await api.agent(agent_id, "not-ready")
 
 
 async def test_progressive_campaign_places_connects_and_settles_every_kind_of_customer(
@@ -389,9 +397,7 @@ async def test_a_restart_mid_campaign_dials_no_number_twice(
     await api.platform.start()
     for who in ("admin", "1001", "1002"):
         await api.login(who, ADMIN[1] if who == "admin" else AGENT_PASSWORD)
-    for agent in ("1001", "1002"):  # routing's states live in memory here: a new start is logged out
-        await api.agent(agent, "login")
-    await ready(api, "1001", "1002")
+    await ready(api, "1001", "1002")  # routing's states live in memory here: a new start logs them out
     await api.request(
         "admin", "POST", "/api/dialer/campaigns/restart/leads", params={"region": "CN"}, content=csv.encode()
     )
