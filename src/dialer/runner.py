@@ -50,7 +50,7 @@ from cti.bus import Subscription
 from cti.model import AgentStateChanged, CallChange, CampaignPaced, ChangeKind, LiveCallsResynced
 from cti.originate import OriginatingLink
 from cti.ports import LinkDown
-from dialer.abandonment import AbandonmentLedger
+from dialer.abandonment import AbandonmentFigures, AbandonmentLedger
 from dialer.compliance import (
     Refusal,
     RegistryList,
@@ -182,6 +182,12 @@ class _Followed:
     lead_id: int
     dialled_at: datetime
     joined: bool = False
+    seen: bool = False  # a change of its call came on the bus
+
+
+#: A call accepted by Asterisk but never seen on the bus this long after its ring time is looked for
+#: by its ChannelId (an asynchronous Originate failure creates no channel).
+UNSEEN_GRACE = timedelta(seconds=30)
 
 
 class CampaignRunner:
@@ -219,6 +225,11 @@ class CampaignRunner:
         """The campaign's last published pace and statistics (``None`` before its first pass)."""
         state = self._live.get(campaign_id)
         return state.last if state is not None else None
+
+    def abandonment(self, campaign_id: str, now: datetime) -> AbandonmentFigures | None:
+        """The campaign's abandonment ledger (what the pacer reads), ``None`` before it was loaded."""
+        state = self._live.get(campaign_id)
+        return state.ledger.figures(now) if state is not None else None
 
     def following(self) -> frozenset[str]:
         """The ChannelIds of campaign calls this run follows."""
@@ -343,6 +354,7 @@ class CampaignRunner:
         if channel_id is None:
             return False
         followed = self._followed[channel_id]
+        followed.seen = True
         campaign = self._campaigns.get(followed.campaign_id)
         state = self._live.get(followed.campaign_id)
         if campaign is not None and not followed.joined:
@@ -383,6 +395,36 @@ class CampaignRunner:
             state.last_pass = None  # publish the new figures on the next pass
         return True
 
+    async def _look_for_unseen(self) -> None:
+        """Calls Asterisk accepted but that never appeared: reconciled by ChannelId (not live: the
+        attempt ends ``unknown``, the lead is never redialled blindly)."""
+        now = self.ports.clock()
+        unseen = set()
+        for channel_id, followed in self._followed.items():
+            campaign = self._campaigns.get(followed.campaign_id)
+            ring = timedelta(seconds=campaign.ring_seconds if campaign else 120)
+            if not followed.seen and now - followed.dialled_at > ring + UNSEEN_GRACE:
+                unseen.add(channel_id)
+        if not unseen:
+            return
+        result = await reconcile_pending(
+            self.ports.store,
+            self.ports.link,
+            self._campaigns,
+            now,
+            within=self.reconcile_within,
+            skip=frozenset(self._followed) - unseen,
+        )
+        for channel_id in result.ended_unknown:
+            gone = self._followed.pop(channel_id, None)
+            self.follower.pending.pop(channel_id, None)
+            if gone is not None and (state := self._live.get(gone.campaign_id)) is not None:
+                state.ringing.pop(channel_id, None)
+            log.warning("campaign call %s never appeared in Asterisk: attempt ended unknown", channel_id)
+        for channel_id in result.live:
+            if channel_id in self._followed:
+                self._followed[channel_id].seen = True  # live after all: its changes will come
+
     def _on_outcome(self, campaign_id: str, outcome: Outcome, at: datetime) -> None:
         state = self._live.get(campaign_id)
         if state is not None and outcome in LIVE_ANSWER_OUTCOMES:
@@ -392,6 +434,7 @@ class CampaignRunner:
 
     async def pace_all(self) -> None:
         """One pass over every campaign (see the module docstring)."""
+        await self._look_for_unseen()
         for campaign, active in await self._load_campaigns():
             state = self._state(campaign)
             if not active or campaign.mode not in _DIALLED_MODES:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
 
@@ -23,7 +24,7 @@ from cti.framing import parse_frame
 from cti.model import CampaignPaced
 from cti.settings import AmiSettings
 from dialer.dialling import CallRoute
-from dialer.model import CallingWindow, Campaign, DialMode
+from dialer.model import CallingWindow, Campaign, DialMode, Outcome
 from dialer.runner import AgentView, CampaignRunner, RunnerPorts, Staffing, blend
 from tests.support.ami_server import FakeAmi
 
@@ -186,4 +187,47 @@ async def test_a_stale_registry_list_stops_the_campaign(
     # A fresh copy of the list lets it run again.
     await store.replace_registry("national", NOW.date() - timedelta(days=1), ["+8613800138999"], NOW)
     await runner.pace_all()
+    assert len(server.actions("Originate")) == 1
+
+
+async def test_the_abandonment_ledger_is_rebuilt_from_the_stored_attempts_at_start(
+    store: CrmCampaignStore, ami: tuple[FakeAmi, AmiClient]
+) -> None:
+    _, client = ami
+    await setup(store, CAMPAIGN, [SHANGHAI_1, SHANGHAI_2, ON_DNC])
+    leads = await store.leads("renewals", None, 10, 0)
+    for view, outcome in zip(leads, (Outcome.CONNECTED, Outcome.ABANDONED, Outcome.BUSY), strict=True):
+        channel = f"dial-{view.lead.id:016x}"
+        await store.begin_attempt(view.lead.id, channel, NOW - timedelta(hours=2))
+        await store.finish_attempt(channel, outcome, NOW - timedelta(hours=1), "")
+    runner, _, _ = runner_for(store, client, Staffing(()))
+    task = asyncio.create_task(runner.run())
+    try:
+        await asyncio.wait_for(runner.started.wait(), 10)
+    finally:
+        task.cancel()
+    figures = runner.abandonment("renewals", NOW)
+    assert figures is not None and (figures.answered, figures.abandoned) == (2, 1)  # busy is no answer
+
+
+async def test_a_call_accepted_but_never_seen_is_looked_for_and_never_redialled(
+    store: CrmCampaignStore, ami: tuple[FakeAmi, AmiClient]
+) -> None:
+    server, client = ami
+    await setup(store, CAMPAIGN, [SHANGHAI_1])
+    clock = [NOW]
+    runner, _, _ = runner_for(store, client, Staffing((AgentView("1001", "ready"),)))
+    runner.ports = replace(runner.ports, clock=lambda: clock[0])
+    await runner.pace_all()
+    (sent,) = server.actions("Originate")
+    clock[0] = NOW + timedelta(seconds=CAMPAIGN.ring_seconds + 5)
+    await runner.pace_all()  # still within its ring time: nothing to look for, nothing dialled
+    assert runner.following() == {sent.headers["ChannelId"]} and len(server.actions("Originate")) == 1
+    clock[0] = NOW + timedelta(seconds=CAMPAIGN.ring_seconds + 31)
+    server.channels = []  # Asterisk has no channel with its ChannelId: the Originate failed on its own
+    await runner.pace_all()
+    assert runner.following() == frozenset()
+    (lead,) = await store.leads("renewals", None, 10, 0)
+    (attempt,) = await store.attempts(lead.lead.id)
+    assert attempt.outcome is Outcome.UNKNOWN and lead.status == "done"
     assert len(server.actions("Originate")) == 1
