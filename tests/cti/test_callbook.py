@@ -557,8 +557,16 @@ def test_an_originate_ringing_its_own_party_is_not_an_agent_ringing():
         book,
         [
             (0, ch(NewChannel, lead, state=0)),
-            (0, DialBegan(**none, state=0, dest_channel=lead["channel"], dest_uniqueid="dial-1",
-                          dest_linkedid="dial-1")),  # fmt: skip
+            (
+                0,
+                DialBegan(
+                    **none,
+                    state=0,
+                    dest_channel=lead["channel"],
+                    dest_uniqueid="dial-1",
+                    dest_linkedid="dial-1",
+                ),
+            ),
         ],
     )
     call = book.get(CallKey("pbx1", "dial-1"))
@@ -567,8 +575,17 @@ def test_an_originate_ringing_its_own_party_is_not_an_agent_ringing():
         book,
         [
             (3, ch(ChannelStateChanged, lead, state=6)),
-            (3, DialEnded(**none, state=0, dest_channel=lead["channel"], dest_uniqueid="dial-1",
-                          dest_linkedid="dial-1", dial_status="ANSWER")),  # fmt: skip
+            (
+                3,
+                DialEnded(
+                    **none,
+                    state=0,
+                    dest_channel=lead["channel"],
+                    dest_uniqueid="dial-1",
+                    dest_linkedid="dial-1",
+                    dial_status="ANSWER",
+                ),
+            ),
             (5, ch(UserEventRaised, lead, name="CallPhase", fields=(("Phase", "waiting"),))),
         ],
     )
