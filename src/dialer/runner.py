@@ -265,8 +265,8 @@ class CampaignRunner:
         while True:
             try:
                 await self._load_campaigns()
+                await self._load_ledgers()  # first: calls found live are then counted as ringing
                 await self._reconcile(skip=frozenset())
-                await self._load_ledgers()
                 return
             except (StoreError, LinkDown, TimeoutError, OSError) as exc:
                 log.warning("campaigns not started yet (%s); retrying", exc)

@@ -389,7 +389,7 @@ async def test_a_restart_mid_campaign_dials_no_number_twice(
     ringing = ["+8613900000413", "+8613900000423"]  # ring until the campaign's 15 s are up
     people = ["+8613900000411", "+8613900000421"]
     leads = await campaign(api, sandbox_pbx, "restart", "progressive", ringing)
-    await api.until("agents ready", lambda: _status(api, "1001", "ready"))
+    await ready(api, "1001", "1002")
     await start(api, sandbox_pbx, "restart")
     first = [await api.until("dialled", lambda lead=leads[p]: _pending(api, lead["id"])) for p in ringing]
     await api.platform.kill()  # as a crash, mid-ring
@@ -409,6 +409,10 @@ async def test_a_restart_mid_campaign_dials_no_number_twice(
         assert attempt["channel_id"] == before["channel_id"] and attempt["outcome"] == "no_answer"
     for phone in people:
         assert [a["outcome"] for a in attempts[phone]] == ["connected"]
+    # The calls found again count as ringing: two agents, so no new lead was dialled before one ended.
+    first_end = min(datetime.fromisoformat(attempts[p][0]["ended_at"]) for p in ringing)
+    for phone in people:
+        assert datetime.fromisoformat(attempts[phone][0]["dialled_at"]) >= first_end
     channel_ids = [a["channel_id"] for rows in attempts.values() for a in rows]
     assert len(channel_ids) == len(set(channel_ids)) == 4
     invites = customers.invites()
