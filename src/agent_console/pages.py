@@ -36,7 +36,12 @@ from cti.http import AuthDeps
 
 HERE = Path(__file__).resolve().parent
 STATIC = HERE / "static"
-STATIC_FILES = {"console.js": "text/javascript", "console.css": "text/css"}
+STATIC_FILES = {
+    "console.js": "text/javascript",
+    "console.css": "text/css",
+    "campaign.js": "text/javascript",
+    "campaign_panel.js": "text/javascript",
+}
 #: The pages load only their own script and style, and talk only to their own origin.
 SECURITY_HEADERS = {
     "Content-Security-Policy": (

@@ -19,7 +19,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Gauge, gen
 from starlette.responses import Response
 
 from app.console_wiring import Consoles
-from app.dialer_wiring import Campaigns, build_dialer_router
+from app.dialer_wiring import AgentDeskWiring, Campaigns, build_dialer_router
 from app.recordings_wiring import build_recordings, recording_ports, recording_queries
 from app.routing_wiring import build_routing
 from app.waiting_wiring import Waiting
@@ -85,6 +85,8 @@ class Platform:
         self.recordings = build_recordings(settings, self.sessionmaker, self.bus, self.ami)
         # Progressive and predictive campaigns: paced from routing's agents, followed on the bus.
         self.campaigns = Campaigns(settings, self.sessionmaker, self.bus, self.routing, self.ami, self.calls)
+        # Campaign calls at the agent's desk: preview dialling, the lead's record, dispositions.
+        self.desk = AgentDeskWiring(settings, self.sessionmaker, self.bus, self.routing, self.ami)
         self.http = self._build_http()
         self._stopping = asyncio.Event()
 
@@ -104,6 +106,7 @@ class Platform:
         self.consoles.install(app, auth, lambda: self.token_secret)
         app.include_router(build_dialer_router(self.sessionmaker, auth))
         app.include_router(build_live_router(self.campaigns.store, self.campaigns.live, auth))
+        app.include_router(self.desk.router(auth))
         app.include_router(
             build_recordings_router(
                 self.recordings, recording_queries(self.sessionmaker), auth, self.settings.monitor_dir()
@@ -195,6 +198,7 @@ class Platform:
                 consoles = tasks.create_task(self.consoles.run(), name="consoles")
                 recordings = tasks.create_task(self.recordings.run(), name="recordings")
                 campaigns = tasks.create_task(self.campaigns.run(), name="campaigns")
+                desk = tasks.create_task(self.desk.run(), name="dialer-desk")
                 rec = self.settings.recordings
                 purge = tasks.create_task(
                     purge_forever(
@@ -221,6 +225,7 @@ class Platform:
                 routing.cancel()
                 waiting.cancel()
                 consoles.cancel()
+                desk.cancel()
                 purge.cancel()
                 # Recordings of calls that ended are filed before the database goes away.
                 await self.recordings.drain(timeout=10.0)

@@ -6,6 +6,7 @@ The dialer and crm never import each other; this module maps one's records to th
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import replace
@@ -15,21 +16,37 @@ from typing import Any
 from fastapi import APIRouter
 
 from crm import campaigns as crm_campaigns
+from crm import console as crm_console
 from crm import service as crm_service
 from crm.db import SessionMaker
 from cti.ami import AmiClient
+from cti.auth import Principal
 from cti.bus import Bus, by_call
 from cti.http import AuthDeps
-from cti.model import AgentStateChanged, CallChange, Direction, IvrRecord, LiveCallsResynced, RoutingRequest
+from cti.model import (
+    AgentStateChanged,
+    CallChange,
+    CallKey,
+    Direction,
+    IvrRecord,
+    LiveCallsResynced,
+    RoutingRequest,
+)
+from cti.originate import OriginatingLink
 from cti.service import CallService
 from cti.settings import Settings
+from dialer.agent_api import build_agent_router
 from dialer.api import build_router
 from dialer.dialling import CallRoute
+from dialer.handlers import AttemptFollower
 from dialer.leads import ImportResult
 from dialer.model import Attempt, Campaign, Lead, Outcome, campaign_config, campaign_from
+from dialer.preview import AgentDesk, DeskPorts
 from dialer.runner import AgentView, CampaignRunner, RunnerPorts, Staffing, paced_as_dict
 from dialer.store import (
+    DispositionView,
     ImportSummary,
+    LeadEventView,
     LeadView,
     RegistryInfo,
     StoreConflict,
@@ -39,6 +56,7 @@ from dialer.store import (
     UnknownRecord,
 )
 from ivr.prompts import PromptBuilder
+from routing.directory import UnknownAgent
 from routing.service import RoutingService
 
 log = logging.getLogger("cti.app.dialer")
@@ -249,6 +267,233 @@ def build_dialer_router(sessionmaker: SessionMaker, auth: AuthDeps) -> APIRouter
     return build_router(CrmCampaignStore(sessionmaker), auth)
 
 
+# --- campaign calls at the agent's desk: preview, the lead's record, dispositions, the panel ----
+
+
+class CrmDeskStore(CrmCampaignStore):
+    """``dialer.store.DeskStore`` and ``PanelStore`` on ``crm.campaigns``."""
+
+    async def attempt_by_channel(self, channel_id: str) -> Attempt | None:
+        found = await crm_campaigns.attempt_by_channel(self._sm, channel_id)
+        return None if found is None else _attempt(found)
+
+    async def dispositions(self, lead_id: int) -> Mapping[str, DispositionView]:
+        by_id = await crm_campaigns.lead_dispositions(self._sm, lead_id)
+        return {
+            a.channel_id: DispositionView(a.channel_id, d.code, d.notes, d.agent_id, d.at, d.next_step)
+            for a in await crm_campaigns.lead_attempts(self._sm, lead_id)
+            if (d := by_id.get(a.id)) is not None
+        }
+
+    async def lead_events(self, lead_id: int) -> list[LeadEventView]:
+        return [
+            LeadEventView(e.at, e.kind, e.actor, e.detail)
+            for e in await crm_campaigns.lead_events(self._sm, lead_id)
+        ]
+
+    async def add_lead_event(
+        self, lead_id: int, kind: str, actor: str | None, detail: str, at: datetime
+    ) -> None:
+        await crm_campaigns.add_lead_event(self._sm, lead_id, kind=kind, actor=actor, detail=detail, at=at)
+
+    async def dispose_attempt(
+        self,
+        channel_id: str,
+        code: str,
+        notes: str,
+        agent_id: str,
+        at: datetime,
+        *,
+        status: str,
+        next_attempt_at: datetime | None,
+        reason: str,
+        callback: bool,
+        callback_agent: str | None,
+    ) -> DispositionView:
+        try:
+            d = await crm_campaigns.dispose_attempt(
+                self._sm, channel_id, code=code, notes=notes, agent_id=agent_id, at=at, status=status,
+                next_attempt_at=next_attempt_at, reason=reason, callback=callback,
+                callback_agent=callback_agent,
+            )  # fmt: skip
+        except crm_service.Conflict as exc:
+            raise StoreConflict(str(exc)) from exc
+        except crm_service.NotFound as exc:
+            raise UnknownRecord(str(exc)) from exc
+        except crm_service.InvalidInput as exc:
+            raise StoreRefused(exc.message) from exc
+        return DispositionView(channel_id, d.code, d.notes, d.agent_id, d.at, d.next_step)
+
+    async def lead_callback(self, lead_id: int) -> tuple[str | None, datetime] | None:
+        found = await crm_campaigns.lead_callback(self._sm, lead_id)
+        return None if found is None else (found.agent_id, found.at)
+
+    async def hold_next_lead(
+        self, campaign_id: str, agent_id: str, now: datetime, until: datetime, exclude: Iterable[int]
+    ) -> LeadView | None:
+        r = await crm_campaigns.hold_next_lead(
+            self._sm, campaign_id, agent_id, now=now, until=until, exclude=exclude
+        )
+        if r is None:
+            return None
+        fields = {str(k): str(v) for k, v in r.fields.items()}
+        lead = Lead(r.id, r.campaign_id, r.phone_e164, r.name, r.consent, r.customer_id, fields)
+        return LeadView(lead, r.status, r.next_attempt_at, r.done_reason)
+
+    async def lead_hold(self, lead_id: int) -> tuple[str, datetime] | None:
+        return await crm_campaigns.lead_hold(self._sm, lead_id)
+
+    async def release_hold(
+        self, lead_id: int, agent_id: str, next_attempt_at: datetime | None, now: datetime
+    ) -> bool:
+        return await crm_campaigns.release_hold(
+            self._sm, lead_id, agent_id, next_attempt_at=next_attempt_at, now=now
+        )
+
+    async def close_lead(self, lead_id: int, reason: str, now: datetime) -> None:
+        try:
+            await crm_campaigns.close_lead(self._sm, lead_id, reason=reason, now=now)
+        except crm_service.Conflict as exc:
+            raise StoreConflict(str(exc)) from exc
+
+    async def disposition_codes(self, campaign_id: str) -> list[Any] | None:
+        return await crm_campaigns.campaign_disposition_codes(self._sm, campaign_id)
+
+    async def save_disposition_codes(self, campaign_id: str, codes: list[Any], now: datetime) -> None:
+        try:
+            await crm_campaigns.save_campaign_disposition_codes(self._sm, campaign_id, codes, now)
+        except crm_service.NotFound as exc:
+            raise UnknownRecord(str(exc)) from exc
+
+    async def set_active(self, campaign_id: str, active: bool, now: datetime) -> StoredCampaign:
+        try:
+            return _stored(await crm_campaigns.set_campaign_active(self._sm, campaign_id, active, now))
+        except crm_service.NotFound as exc:
+            raise UnknownCampaign(campaign_id) from exc
+
+    async def campaign_talk(self, campaign_id: str, since: datetime) -> Mapping[str, float]:
+        return await crm_campaigns.campaign_talk(self._sm, campaign_id, since)
+
+
+PREVIEW_CONTEXT = "cti-preview"  # the dialplan context that rings the agent once the customer answers
+
+
+class AgentDeskWiring:
+    """The desk (preview, lead pops, dispositions) on the customer record, routing and the AMI link,
+    and the follower that gives preview calls their outcome from the bus.
+
+    Preview calls leave on the line out queue callbacks use (``routing.callback_endpoint``).
+    """
+
+    def __init__(
+        self,
+        settings: Settings,
+        sessionmaker: SessionMaker,
+        bus: Bus,
+        routing: RoutingService,
+        link: OriginatingLink | None,
+    ) -> None:
+        self.settings = settings
+        self.sessionmaker = sessionmaker
+        self.routing = routing
+        self.store = CrmDeskStore(sessionmaker)
+        self._campaigns: dict[str, Campaign] = {}
+        self.follower = AttemptFollower(self.store, lambda: self._campaigns)
+        self._subscription = bus.subscribe("dialer-preview", (CallChange,), maxsize=100_000)
+        endpoint = settings.routing.callback_endpoint
+        self.desk = AgentDesk(
+            self.store,
+            DeskPorts(
+                agent_status=self._agent_status,
+                may_take=self._may_take,
+                reserve=self._reserve,
+                unreserve=self._unreserve,
+                follow=self._follow,
+                call_agent=self._call_agent,
+                save_call_disposition=self._save_call_disposition,
+                customer_card=self._card,
+                link=link,
+                route=lambda agent_id: CallRoute(endpoint, PREVIEW_CONTEXT, agent_id),
+            ),
+            clock=lambda: datetime.now(UTC),
+        )
+
+    def router(self, auth: AuthDeps) -> APIRouter:
+        return build_agent_router(self.desk, self.store, auth)
+
+    async def run(self, refresh_seconds: float = 10.0) -> None:
+        async def refresh() -> None:
+            while True:
+                try:
+                    await self.refresh_campaigns()
+                except Exception:  # the database is away: keep the campaigns known so far
+                    log.exception("campaigns not re-read for the preview follower")
+                await asyncio.sleep(refresh_seconds)
+
+        async with asyncio.TaskGroup() as tasks:
+            tasks.create_task(refresh(), name="dialer-preview-campaigns")
+            tasks.create_task(self.follower.run(self._subscription), name="dialer-preview-follower")
+
+    # ------------------------------------------------------------------ ports
+
+    async def _agent_status(self, agent_id: str) -> str | None:
+        try:
+            return (await self.routing.agent_state(agent_id)).status.value
+        except UnknownAgent:
+            return None
+
+    async def _may_take(self, agent_id: str, service: str) -> bool:
+        """Has the agent every skill (not optional) the service needs, at its level?"""
+        try:
+            profile = self.routing.profile(agent_id)
+        except UnknownAgent:
+            return False
+        if not profile.active:
+            return False
+        name = self.routing.service_named(service)
+        needs = next(
+            (c.routing.needs for c in await self.routing.service_configs() if c.routing.name == name), ()
+        )
+        skills = profile.agent.skills
+        return all(skills.get(n.skill, 0) >= n.min_level for n in needs if not n.optional)
+
+    def _key(self, channel_id: str) -> CallKey:
+        return CallKey(self.settings.pbx_id, channel_id)
+
+    async def _reserve(self, agent_id: str, channel_id: str, service: str) -> bool:
+        return await self.routing.reserve_outbound(agent_id, self._key(channel_id), service)
+
+    async def _unreserve(self, agent_id: str, channel_id: str) -> None:
+        await self.routing.release_outbound(agent_id, self._key(channel_id), "campaign_call_not_dialled")
+
+    def _follow(self, channel_id: str, lead_id: int) -> None:
+        self.follower.pending[channel_id] = lead_id
+
+    async def _call_agent(self, pbx: str, linkedid: str) -> tuple[bool, str | None]:
+        live = self.routing.call(CallKey(pbx, linkedid))
+        if live is not None and live.agent:
+            return True, live.agent
+        return await crm_campaigns.call_log_agent(self.sessionmaker, pbx, linkedid)
+
+    async def _save_call_disposition(
+        self, pbx: str, linkedid: str, user: Principal, code: str, notes: str
+    ) -> None:
+        call_id = await crm_console.find_call(self.sessionmaker, pbx, linkedid)
+        if call_id is None:
+            raise LookupError(f"no call log for {pbx}/{linkedid}")
+        # The desk checked the call is the agent's; the call log checks again by its own rule.
+        await crm_console.save_disposition(
+            self.sessionmaker, call_id, user, disposition=code, notes=notes, now=datetime.now(UTC)
+        )
+
+    async def _card(self, customer_id: int) -> dict[str, Any] | None:
+        return await crm_console.customer_card(self.sessionmaker, customer_id)
+
+    async def refresh_campaigns(self) -> None:
+        """The follower settles leads by their campaign's rules: keep its campaigns current."""
+        self._campaigns = {s.campaign.id: s.campaign for s in await self.store.campaigns()}
+
+
 # ------------------------------------------------------------------ the campaign loop
 
 #: The recorded messages of campaign calls, in English then Mandarin (built with the IVR's prompt
@@ -294,7 +539,7 @@ class Campaigns:
         self.settings = settings
         self.routing = routing
         self.calls = calls
-        self.store = CrmCampaignStore(sessionmaker)
+        self.store = CrmDeskStore(sessionmaker)
         subscription = bus.subscribe(
             "dialer", (CallChange, LiveCallsResynced, AgentStateChanged), maxsize=100_000, coalesce=by_call
         )
@@ -308,9 +553,14 @@ class Campaigns:
                 join_line=self.join_line,
                 publish=bus.publish,
                 clock=lambda: datetime.now(UTC),
+                callback_agent=self.callback_agent,
             ),
             subscription,
         )
+
+    async def callback_agent(self, lead_id: int) -> str | None:
+        booked = await self.store.lead_callback(lead_id)
+        return booked[0] if booked is not None else None
 
     def live(self, campaign_id: str) -> dict[str, Any] | None:
         paced = self.runner.live(campaign_id)

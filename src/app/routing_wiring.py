@@ -99,7 +99,6 @@ class CrmRoutingDirectory:
         """Each service's time zone: its local midnight ends the day of the agents working for it."""
         return {s.id: s.time_zone for s in await crm_service.list_services(self._sessionmaker)}
 
-
     async def save_service(self, service_id: int, routing: ServiceRouting) -> ServiceConfig:
         record = crm_agents.ServiceRoutingRecord(
             service_id=service_id,
@@ -156,4 +155,13 @@ def build_routing(
         on_agent_state=bus.publish,
     )
     service.control.publish = bus.publish  # holds and transfers, for consoles (cti.model.CallControlled)
+    send_list = getattr(actions, "send_list", None)  # the AMI client lists Asterisk's channels
+    if send_list is not None:
+
+        async def channels() -> list[dict[str, str]]:
+            _, listed = await send_list("CoreShowChannels")
+            return [dict(c) for c in listed]
+
+        # What a blind transfer whose answer was lost really did is read from Asterisk's channels.
+        service.control.channels = channels
     return service

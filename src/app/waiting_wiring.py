@@ -125,6 +125,8 @@ class Waiting:
             ring_seconds=max(1, min(600, int(r.ring_timeout_seconds))),
             max_attempts=r.callback_max_attempts,
             retry_seconds=r.callback_retry_seconds,
+            dial_ahead_seconds=r.callback_dial_ahead_seconds,
+            dial_ahead_services=dict(r.callback_dial_ahead_services),
         )
         self.announcer = WaitingAnnouncer(
             routing,

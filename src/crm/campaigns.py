@@ -622,3 +622,393 @@ async def campaign_attempts(sm: SessionMaker, campaign_id: str, since: datetime)
     )
     async with sm() as session:
         return [_attempt(r) for r in await session.scalars(query)]
+
+
+# --- campaign calls at the agent's desk (migration 0006o) ----------------------------------------
+#
+# Dispositions of attempts, the lead's event trail, preview holds, callbacks for an agent and each
+# campaign's disposition codes. New tables only: the tables above are not altered.
+
+_AGENT = re.compile(r"^[0-9]{1,32}$")
+_CODE = re.compile(r"^[a-z0-9_-]{1,64}$")
+EVENT_KINDS: Final = ("disposition", "skipped", "do_not_call", "callback", "refused")
+
+
+class AttemptDisposition(Base):
+    __tablename__ = "dialer_dispositions"
+
+    attempt_id: Mapped[int] = mapped_column(
+        Id, ForeignKey("dialer_attempts.id", ondelete="CASCADE"), primary_key=True
+    )
+    code: Mapped[str] = mapped_column(String(64))
+    notes: Mapped[str] = mapped_column(Text, default="")
+    agent_id: Mapped[str] = mapped_column(String(64))
+    at: Mapped[datetime] = mapped_column(UTCDateTime())
+    next_step: Mapped[str] = mapped_column(Text, default="")
+
+
+class LeadEvent(Base):
+    __tablename__ = "dialer_lead_events"
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    lead_id: Mapped[int] = mapped_column(Id, ForeignKey("dialer_leads.id", ondelete="CASCADE"), index=True)
+    at: Mapped[datetime] = mapped_column(UTCDateTime())
+    kind: Mapped[str] = mapped_column(String(32))
+    actor: Mapped[str | None] = mapped_column(String(64))
+    detail: Mapped[str] = mapped_column(Text, default="")
+
+
+class LeadHold(Base):
+    """A lead shown to one agent in preview: nobody else gets it until ``until``."""
+
+    __tablename__ = "dialer_lead_holds"
+
+    lead_id: Mapped[int] = mapped_column(
+        Id, ForeignKey("dialer_leads.id", ondelete="CASCADE"), primary_key=True
+    )
+    agent_id: Mapped[str] = mapped_column(String(32))
+    until: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class LeadCallback(Base):
+    """A callback the customer asked for: at ``at``, for ``agent_id`` (``None``: anyone)."""
+
+    __tablename__ = "dialer_lead_callbacks"
+
+    lead_id: Mapped[int] = mapped_column(
+        Id, ForeignKey("dialer_leads.id", ondelete="CASCADE"), primary_key=True
+    )
+    agent_id: Mapped[str | None] = mapped_column(String(32))
+    at: Mapped[datetime] = mapped_column(UTCDateTime())
+    booked_by: Mapped[str] = mapped_column(String(64))
+
+
+class CampaignDispositions(Base):
+    __tablename__ = "dialer_campaign_dispositions"
+
+    campaign_id: Mapped[str] = mapped_column(
+        String(40), ForeignKey("dialer_campaigns.id", ondelete="CASCADE"), primary_key=True
+    )
+    codes: Mapped[list[Any]] = mapped_column(JSON)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+@dataclass(frozen=True, slots=True)
+class DispositionRecord:
+    attempt_id: int
+    code: str
+    notes: str
+    agent_id: str
+    at: datetime
+    next_step: str
+
+
+@dataclass(frozen=True, slots=True)
+class LeadEventRecord:
+    id: int
+    lead_id: int
+    at: datetime
+    kind: str
+    actor: str | None
+    detail: str
+
+
+@dataclass(frozen=True, slots=True)
+class CallbackRecord:
+    lead_id: int
+    agent_id: str | None
+    at: datetime
+    booked_by: str
+
+
+def _disposition(row: AttemptDisposition) -> DispositionRecord:
+    return DispositionRecord(row.attempt_id, row.code, row.notes, row.agent_id, row.at, row.next_step)
+
+
+def _event(row: LeadEvent) -> LeadEventRecord:
+    return LeadEventRecord(row.id, row.lead_id, row.at, row.kind, row.actor, row.detail)
+
+
+async def attempt_by_channel(sm: SessionMaker, channel_id: str) -> AttemptRecord | None:
+    """The attempt whose Originate carried ``channel_id`` (a campaign call's Linkedid), if any."""
+    if not _CHANNEL_ID.match(channel_id):
+        return None
+    async with sm() as session:
+        row = await session.scalar(select(DialerAttempt).where(DialerAttempt.channel_id == channel_id))
+        return None if row is None else _attempt(row)
+
+
+async def lead_dispositions(sm: SessionMaker, lead_id: int) -> dict[int, DispositionRecord]:
+    """The dispositions of a lead's attempts, by attempt id."""
+    async with sm() as session:
+        rows = await session.scalars(
+            select(AttemptDisposition)
+            .join(DialerAttempt, DialerAttempt.id == AttemptDisposition.attempt_id)
+            .where(DialerAttempt.lead_id == lead_id)
+        )
+        return {r.attempt_id: _disposition(r) for r in rows}
+
+
+async def lead_events(sm: SessionMaker, lead_id: int) -> list[LeadEventRecord]:
+    async with sm() as session:
+        rows = await session.scalars(
+            select(LeadEvent).where(LeadEvent.lead_id == lead_id).order_by(LeadEvent.id)
+        )
+        return [_event(r) for r in rows]
+
+
+async def add_lead_event(
+    sm: SessionMaker, lead_id: int, *, kind: str, actor: str | None, detail: str, at: datetime
+) -> None:
+    _require_aware(at)
+    if kind not in EVENT_KINDS:
+        raise InvalidInput(("kind",), f"kind must be one of {EVENT_KINDS}")
+    async with sm() as session, session.begin():
+        session.add(LeadEvent(lead_id=lead_id, at=at, kind=kind, actor=actor, detail=detail[:2000]))
+
+
+async def dispose_attempt(
+    sm: SessionMaker,
+    channel_id: str,
+    *,
+    code: str,
+    notes: str,
+    agent_id: str,
+    at: datetime,
+    status: str,
+    next_attempt_at: datetime | None,
+    reason: str,
+    callback_agent: str | None = None,
+    callback: bool = False,
+) -> DispositionRecord:
+    """Store the agent's disposition of an ended attempt and the lead's next step, in one
+    transaction: the disposition (once per attempt), the lead's status and time, the callback (for
+    ``callback_agent`` or anyone) or none, and a ``disposition`` event on the lead's trail.
+
+    :class:`Conflict` when the attempt is still pending (its outcome comes first) or already has a
+    disposition; :class:`NotFound` for an unknown ChannelId.
+    """
+    _require_aware(at)
+    if not _CODE.match(code):
+        raise InvalidInput(("disposition",), f"not a disposition code: {code!r}")
+    if status not in ("scheduled", "done") or (status == "scheduled") != (next_attempt_at is not None):
+        raise InvalidInput(("status",), "a disposition schedules the lead at a time or closes it")
+    if callback_agent is not None and not _AGENT.match(callback_agent):
+        raise InvalidInput(("callback_agent",), "an agent id is digits")
+    try:
+        async with sm() as session, session.begin():
+            attempt = await session.scalar(
+                select(DialerAttempt).where(DialerAttempt.channel_id == channel_id).with_for_update()
+            )
+            if attempt is None:
+                raise NotFound(f"no attempt with channel id {channel_id!r}")
+            if attempt.outcome == PENDING:
+                raise Conflict("the call's outcome is not written yet: dispose of it once it has ended")
+            if await session.get(AttemptDisposition, attempt.id) is not None:
+                raise Conflict(f"attempt {channel_id} already has a disposition")
+            lead = await session.get(DialerLead, attempt.lead_id, with_for_update=True)
+            if lead is None:
+                raise NotFound(f"no lead {attempt.lead_id}")
+            if lead.status == "dialling":
+                raise Conflict(f"lead {lead.id} has an attempt in progress")
+            row = AttemptDisposition(
+                attempt_id=attempt.id, code=code, notes=notes[:10_000], agent_id=agent_id, at=at,
+                next_step=reason[:2000],
+            )  # fmt: skip
+            session.add(row)
+            lead.status, lead.next_attempt_at, lead.done_reason, lead.updated_at = (
+                status, next_attempt_at, reason[:2000] if status == "done" else None, at,
+            )  # fmt: skip
+            existing = await session.get(LeadCallback, lead.id)
+            if existing is not None:
+                await session.delete(existing)
+            if callback and next_attempt_at is not None:
+                session.add(
+                    LeadCallback(
+                        lead_id=lead.id, agent_id=callback_agent, at=next_attempt_at, booked_by=agent_id
+                    )
+                )
+            session.add(
+                LeadEvent(lead_id=lead.id, at=at, kind="disposition", actor=agent_id,
+                          detail=f"{code}: {reason}"[:2000])
+            )  # fmt: skip
+    except IntegrityError as exc:
+        raise Conflict(f"disposition of {channel_id} not written: {exc.orig}") from exc
+    return _disposition(row)
+
+
+async def lead_callback(sm: SessionMaker, lead_id: int) -> CallbackRecord | None:
+    async with sm() as session:
+        row = await session.get(LeadCallback, lead_id)
+        return None if row is None else CallbackRecord(row.lead_id, row.agent_id, row.at, row.booked_by)
+
+
+def _hold_insert(dialect: str) -> Any:
+    from sqlalchemy.dialects import postgresql, sqlite
+
+    return postgresql.insert if dialect == "postgresql" else sqlite.insert
+
+
+async def hold_next_lead(
+    sm: SessionMaker,
+    campaign_id: str,
+    agent_id: str,
+    *,
+    now: datetime,
+    until: datetime,
+    exclude: Iterable[int] = (),
+) -> LeadRecord | None:
+    """Hold the campaign's next due lead for ``agent_id`` (preview) until ``until``, or ``None``.
+
+    Due: new, or scheduled for ``now`` or earlier; not held by another agent; not a callback booked
+    for another agent. Callbacks booked for this agent come first, then the earliest due. The hold
+    is one row per lead written with an insert-or-update that succeeds only when no other agent's
+    hold is in force, so two agents asking at once never get the same lead (each checks the row the
+    other just wrote, not a snapshot).
+    """
+    _require_aware(now)
+    if not _AGENT.match(agent_id):
+        raise InvalidInput(("agent_id",), "an agent id is digits")
+    skipped = set(exclude)
+    mine = LeadCallback.agent_id == agent_id
+    query = (
+        select(DialerLead)
+        .outerjoin(LeadCallback, LeadCallback.lead_id == DialerLead.id)
+        .outerjoin(LeadHold, LeadHold.lead_id == DialerLead.id)
+        .where(
+            DialerLead.campaign_id == campaign_id,
+            (DialerLead.status == "new")
+            | ((DialerLead.status == "scheduled") & (DialerLead.next_attempt_at <= now)),
+            LeadCallback.agent_id.is_(None) | mine,
+            LeadHold.lead_id.is_(None) | (LeadHold.until <= now) | (LeadHold.agent_id == agent_id),
+        )
+        .order_by(mine.is_not(True), DialerLead.next_attempt_at.is_not(None), DialerLead.next_attempt_at,
+                  DialerLead.id)
+        .limit(20)
+    )  # fmt: skip
+    async with sm() as session:
+        candidates = [r for r in await session.scalars(query) if r.id not in skipped]
+    for row in candidates:
+        async with sm() as session, session.begin():
+            insert = _hold_insert(session.get_bind().dialect.name)
+            stmt = insert(LeadHold).values(lead_id=row.id, agent_id=agent_id, until=until)
+            stmt = stmt.on_conflict_do_update(
+                index_elements=[LeadHold.lead_id],
+                set_={"agent_id": agent_id, "until": until},
+                where=(LeadHold.until <= now) | (LeadHold.agent_id == agent_id),
+            ).returning(LeadHold.lead_id)
+            got = (await session.execute(stmt)).scalar_one_or_none()
+            if got is None:
+                continue  # another agent holds it since we looked
+            fresh = await session.get(DialerLead, row.id, populate_existing=True)
+            if fresh is None or fresh.status not in ("new", "scheduled"):
+                await session.execute(delete(LeadHold).where(LeadHold.lead_id == row.id))
+                continue
+            return _lead(fresh)
+    return None
+
+
+async def lead_hold(sm: SessionMaker, lead_id: int) -> tuple[str, datetime] | None:
+    async with sm() as session:
+        row = await session.get(LeadHold, lead_id)
+        return None if row is None else (row.agent_id, row.until)
+
+
+async def release_hold(
+    sm: SessionMaker, lead_id: int, agent_id: str, *, next_attempt_at: datetime | None = None, now: datetime
+) -> bool:
+    """End ``agent_id``'s hold on a lead (``False`` if they held none); with ``next_attempt_at``, a
+    lead that is new or scheduled is scheduled then (a skipped lead comes back later)."""
+    _require_aware(now)
+    async with sm() as session, session.begin():
+        result = await session.execute(
+            delete(LeadHold).where(LeadHold.lead_id == lead_id, LeadHold.agent_id == agent_id)
+        )
+        if not result.rowcount:  # type: ignore[attr-defined]
+            return False
+        if next_attempt_at is not None:
+            lead = await session.get(DialerLead, lead_id)
+            if lead is not None and lead.status in ("new", "scheduled"):
+                lead.status, lead.next_attempt_at, lead.updated_at = "scheduled", next_attempt_at, now
+        return True
+
+
+async def close_lead(sm: SessionMaker, lead_id: int, *, reason: str, now: datetime) -> None:
+    """Close a lead that is not being dialled (found on the do-not-call list, consent withdrawn)."""
+    _require_aware(now)
+    async with sm() as session, session.begin():
+        lead = await session.get(DialerLead, lead_id)
+        if lead is None:
+            raise NotFound(f"no lead {lead_id}")
+        if lead.status == "dialling":
+            raise Conflict(f"lead {lead_id} has an attempt in progress")
+        lead.status, lead.next_attempt_at, lead.updated_at = "done", None, now
+        lead.done_reason = reason[:2000]
+        await session.execute(delete(LeadHold).where(LeadHold.lead_id == lead_id))
+
+
+async def campaign_disposition_codes(sm: SessionMaker, campaign_id: str) -> list[Any] | None:
+    """The campaign's own disposition codes as stored (``None``: the platform's defaults)."""
+    async with sm() as session:
+        row = await session.get(CampaignDispositions, campaign_id)
+        return None if row is None else list(row.codes)
+
+
+async def save_campaign_disposition_codes(
+    sm: SessionMaker, campaign_id: str, codes: list[Any], now: datetime
+) -> None:
+    _require_aware(now)
+    async with sm() as session, session.begin():
+        if await session.get(DialerCampaign, campaign_id) is None:
+            raise NotFound(f"no campaign {campaign_id!r}")
+        row = await session.get(CampaignDispositions, campaign_id)
+        if row is None:
+            session.add(CampaignDispositions(campaign_id=campaign_id, codes=codes, updated_at=now))
+        else:
+            row.codes, row.updated_at = codes, now
+
+
+async def set_campaign_active(sm: SessionMaker, campaign_id: str, active: bool, now: datetime) -> CampaignRow:
+    """Start or stop a campaign (its settings unchanged)."""
+    _require_aware(now)
+    async with sm() as session, session.begin():
+        row = await session.get(DialerCampaign, campaign_id)
+        if row is None:
+            raise NotFound(f"no campaign {campaign_id!r}")
+        row.active, row.updated_at = active, now
+    return _campaign(row)
+
+
+async def call_log_agent(sm: SessionMaker, pbx: str, linkedid: str) -> tuple[bool, str | None]:
+    """Whether the call ``pbx``/``linkedid`` has a call log, and the agent it names."""
+    from crm.model import CallLog
+
+    async with sm() as session:
+        row = (
+            await session.execute(
+                select(CallLog.id, CallLog.agent).where(CallLog.pbx == pbx, CallLog.linkedid == linkedid)
+            )
+        ).first()
+        return (False, None) if row is None else (True, row[1])
+
+
+async def campaign_talk(sm: SessionMaker, campaign_id: str, since: datetime) -> dict[str, float]:
+    """Seconds each agent talked on the campaign's calls (their call logs, by the attempt's
+    ChannelId as Linkedid) that ended after ``since``."""
+    from crm.model import CallLog
+
+    _require_aware(since)
+    query = (
+        select(CallLog.agent, func.sum(CallLog.talk_seconds))
+        .join(DialerAttempt, DialerAttempt.channel_id == CallLog.linkedid)
+        .join(DialerLead, DialerLead.id == DialerAttempt.lead_id)
+        .where(
+            DialerLead.campaign_id == campaign_id,
+            CallLog.ended_at > since,
+            CallLog.agent.is_not(None),
+            CallLog.talk_seconds.is_not(None),
+        )
+        .group_by(CallLog.agent)
+    )
+    async with sm() as session:
+        return {str(agent): float(total or 0.0) for agent, total in (await session.execute(query)).all()}

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 from pydantic import BaseModel, Field, SecretStr, field_validator
 from pydantic_settings import (
@@ -155,6 +155,16 @@ class RoutingSettings(BaseModel):
     )
     callback_retry_seconds: float = Field(
         30.0, gt=0, description="wait before dialling an unanswered callback again"
+    )
+    callback_dial_ahead_seconds: float = Field(
+        0.0,
+        ge=0,
+        le=120,
+        description="dial a queue callback this long before its agent's wrap-up ends (0: when free)",
+    )
+    callback_dial_ahead_services: dict[str, Annotated[float, Field(ge=0, le=120)]] = Field(
+        default_factory=dict,
+        description="per service name: the dial-ahead time of its callbacks, overriding the default",
     )
 
 

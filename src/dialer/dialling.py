@@ -84,15 +84,19 @@ async def place_call(
     now: datetime,
     *,
     reconcile_within: float = 30.0,
+    channel_id: str | None = None,
 ) -> PlaceResult:
     """Dial ``lead`` for ``campaign`` once (see the module docstring).
+
+    ``channel_id``: the ChannelId to use when the caller needed it before dialling (preview
+    reserves the agent for the call's key first); a new one otherwise.
 
     Raises ``ValueError`` for a refusing verdict (nothing is written or sent) and the store's
     ``StoreConflict`` when the lead already has a pending attempt or is done.
     """
     if not verdict.allowed:
         raise ValueError(f"not dialled: {verdict.detail}")
-    channel_id = new_channel_id("dial")
+    channel_id = channel_id or new_channel_id("dial")
     request = OriginateRequest(
         channel=f"PJSIP/{lead.lead.phone.lstrip('+')}@{route.endpoint}",
         context=route.context,

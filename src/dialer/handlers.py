@@ -23,7 +23,7 @@ log = logging.getLogger("cti.dialer")
 
 
 class AttemptFollower:
-    """Closes pending attempts from ``CallChange`` messages (``ENDED``).
+    """Closes pending attempts from ``CallChange`` messages (``ENDED``, or ``CLOSED`` without one).
 
     ``pending`` maps the ChannelIds being followed to their lead ids (the dialler adds one per call
     it places, and the ones reconciliation found live). ``machines`` is the set of ChannelIds AMD
@@ -45,8 +45,10 @@ class AttemptFollower:
         self.machines: set[str] = set()
 
     async def handle(self, change: CallChange) -> Outcome | None:
-        """Apply one change; returns the outcome written, if any. The first change that shows the
-        call ended counts (``ENDED``, or ``CLOSED`` when a coalescing mailbox kept only the newest)."""
+        """Apply one change; returns the outcome written, if any.
+
+        ``ENDED`` or ``CLOSED``, whichever comes first: a call with no wrap-up (or one whose ``ENDED``
+        a coalescing mailbox replaced by its ``CLOSED``) is only ever seen closed."""
         if change.kind not in (ChangeKind.ENDED, ChangeKind.CLOSED):
             return None
         call = change.call

@@ -62,7 +62,7 @@ from dialer.compliance import (
 )
 from dialer.dialling import CallRoute, Placed, place_call, reconcile_pending
 from dialer.handlers import AttemptFollower
-from dialer.model import LIVE_ANSWER_OUTCOMES, Campaign, DialMode, Outcome
+from dialer.model import LIVE_ANSWER_OUTCOMES, Attempt, Campaign, DialMode, Outcome
 from dialer.pacer import PaceDecision, Pacer, PacingSnapshot, TrafficObserver, pacer_for
 from dialer.stats import campaign_stats
 from dialer.store import CampaignStore, LeadView, StoreConflict, StoreError
@@ -157,6 +157,9 @@ class RunnerPorts:
     join_line: Callable[[str, Campaign, int], None]
     publish: Callable[[object], None]
     clock: Callable[[], datetime]
+    #: The agent a lead's booked callback is for (``None``: anyone, or no callback). A lead called
+    #: back by one agent is left to that agent (preview): this loop connects to whoever is free.
+    callback_agent: Callable[[int], Awaitable[str | None]] | None = None
 
 
 @dataclass(slots=True)
@@ -266,7 +269,7 @@ class CampaignRunner:
             try:
                 await self._load_campaigns()
                 await self._load_ledgers()  # first: calls found live are then counted as ringing
-                await self._reconcile(skip=frozenset())
+                await self._reconcile(skip=frozenset(), preview=True)
                 return
             except (StoreError, LinkDown, TimeoutError, OSError) as exc:
                 log.warning("campaigns not started yet (%s); retrying", exc)
@@ -280,9 +283,23 @@ class CampaignRunner:
         self._campaigns = {s.campaign.id: s.campaign for s in stored}
         return [(s.campaign, s.active) for s in stored]
 
-    async def _reconcile(self, *, skip: frozenset[str]) -> None:
-        """Settle pending attempts by ChannelId; live ones (from an earlier run) are followed."""
-        pending = [a for a in await self.ports.store.pending_attempts() if a.channel_id not in skip]
+    async def _reconcile(self, *, skip: frozenset[str], preview: bool) -> None:
+        """Settle pending attempts by ChannelId (not live: ``unknown``, never redialled); live ones
+        of progressive and predictive campaigns are followed. With ``preview`` (at start-up) the
+        attempts of preview calls are settled too; a live preview call is left to the agent's desk,
+        which follows its own calls (and sees those that end while the link is down)."""
+        pending: dict[str, tuple[Attempt, bool]] = {}
+        others = set(skip)
+        for attempt in await self.ports.store.pending_attempts():
+            if attempt.channel_id in skip:
+                continue
+            lead = await self.ports.store.lead(attempt.lead_id)
+            campaign = self._campaigns.get(lead.lead.campaign_id)
+            dialled = campaign is not None and campaign.mode in _DIALLED_MODES
+            if not dialled and not preview:
+                others.add(attempt.channel_id)
+                continue
+            pending[attempt.channel_id] = (attempt, dialled)
         if not pending:
             return
         result = await reconcile_pending(
@@ -291,13 +308,13 @@ class CampaignRunner:
             self._campaigns,
             self.ports.clock(),
             within=self.reconcile_within,
-            skip=skip,
+            skip=frozenset(others),
         )
-        by_channel = {a.channel_id: a for a in pending}
         for channel_id in result.live:
-            attempt = by_channel.get(channel_id)
-            if attempt is None:
+            found = pending.get(channel_id)
+            if found is None or not found[1]:
                 continue
+            attempt = found[0]
             lead = await self.ports.store.lead(attempt.lead_id)
             self._follow(channel_id, lead.lead.campaign_id, attempt.lead_id, attempt.dialled_at)
         if result.ended_unknown:
@@ -345,7 +362,7 @@ class CampaignRunner:
         if isinstance(message, LiveCallsResynced):
             # Attempts this run does not follow (placed by an earlier run, or whose call was lost
             # while the link was down) are read from Asterisk again, never dialled again blindly.
-            await self._reconcile(skip=frozenset(self._followed))
+            await self._reconcile(skip=frozenset(self._followed), preview=False)
             return True
         if not isinstance(message, CallChange):
             return False
@@ -467,6 +484,13 @@ class CampaignRunner:
         self._sample_staffing(state, agents, now)
         due = await store.due_leads(campaign.id, now, self.leads_per_pass)
         due = [lead for lead in due if not self._dialling(lead.lead.id)]
+        if self.ports.callback_agent is not None:
+            # Only a scheduled lead can have a callback booked (a disposition scheduled it).
+            due = [
+                lead
+                for lead in due
+                if lead.status != "scheduled" or await self.ports.callback_agent(lead.lead.id) is None
+            ]
         allowed = await self._allowed(campaign, due, now)
         snapshot = PacingSnapshot(
             ready=agents.ready,

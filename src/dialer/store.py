@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
-from typing import Protocol
+from typing import Any, Protocol
 
 from dialer.leads import ImportResult
 from dialer.model import Attempt, Campaign, Lead, Outcome
@@ -135,4 +135,86 @@ class CampaignStore(Protocol):
     async def due_leads(self, campaign_id: str, now: datetime, limit: int) -> list[LeadView]:
         """Leads the retry rules let be dialled now: new, or scheduled for ``now`` or earlier (at most
         ``limit``, the longest due first)."""
+        ...
+
+# --- campaign calls at the agent's desk: dispositions, preview holds, the lead's trail ----------
+
+
+@dataclass(frozen=True, slots=True)
+class DispositionView:
+    """An agent's disposition of one attempt (by the attempt's ChannelId)."""
+
+    channel_id: str
+    code: str
+    notes: str
+    agent_id: str
+    at: datetime
+    next_step: str
+
+
+@dataclass(frozen=True, slots=True)
+class LeadEventView:
+    """One entry of a lead's trail besides its attempts: ``disposition``, ``skipped``,
+    ``do_not_call``, ``callback`` or ``refused`` (not dialled: compliance said no)."""
+
+    at: datetime
+    kind: str
+    actor: str | None
+    detail: str
+
+
+class DeskStore(CampaignStore, Protocol):
+    """What the agent-facing side of campaigns stores, beside :class:`CampaignStore`."""
+
+    async def attempt_by_channel(self, channel_id: str) -> Attempt | None: ...
+
+    async def dispositions(self, lead_id: int) -> Mapping[str, DispositionView]: ...
+
+    async def lead_events(self, lead_id: int) -> list[LeadEventView]: ...
+
+    async def add_lead_event(
+        self, lead_id: int, kind: str, actor: str | None, detail: str, at: datetime
+    ) -> None: ...
+
+    async def dispose_attempt(
+        self,
+        channel_id: str,
+        code: str,
+        notes: str,
+        agent_id: str,
+        at: datetime,
+        *,
+        status: str,
+        next_attempt_at: datetime | None,
+        reason: str,
+        callback: bool,
+        callback_agent: str | None,
+    ) -> DispositionView:
+        """Raises ``StoreConflict`` while the attempt is pending or when it has a disposition."""
+        ...
+
+    async def lead_callback(self, lead_id: int) -> tuple[str | None, datetime] | None: ...
+
+    async def hold_next_lead(
+        self, campaign_id: str, agent_id: str, now: datetime, until: datetime, exclude: Iterable[int]
+    ) -> LeadView | None: ...
+
+    async def lead_hold(self, lead_id: int) -> tuple[str, datetime] | None: ...
+
+    async def release_hold(
+        self, lead_id: int, agent_id: str, next_attempt_at: datetime | None, now: datetime
+    ) -> bool: ...
+
+    async def close_lead(self, lead_id: int, reason: str, now: datetime) -> None: ...
+
+    async def disposition_codes(self, campaign_id: str) -> list[Any] | None: ...
+
+    async def save_disposition_codes(self, campaign_id: str, codes: list[Any], now: datetime) -> None: ...
+
+    async def set_active(self, campaign_id: str, active: bool, now: datetime) -> StoredCampaign: ...
+
+
+class PanelStore(Protocol):
+    async def campaign_talk(self, campaign_id: str, since: datetime) -> Mapping[str, float]:
+        """Seconds each agent talked on the campaign's calls that ended after ``since``."""
         ...

@@ -25,8 +25,6 @@ from routing.calls import (
     NotSent,
     OutcomeUnknown,
     Refused,
-    TargetKind,
-    TransferMode,
 )
 from routing.directory import AgentProfile, InvalidConfig, UnknownAgent, UnknownService
 from routing.model import (
@@ -48,6 +46,8 @@ from routing.model import (
     ServiceRouting,
     SkillNeed,
     Strategy,
+    TargetKind,
+    TransferMode,
     WrapUpDone,
 )
 from routing.policy import Decision
@@ -94,6 +94,9 @@ class AgentStateOut(BaseModel):
     call: str | None
     service: str | None
     wrap_up_until: datetime | None
+    reserved_for: str | None = Field(
+        None, description="in wrap-up: the queue callback dialled ahead for this agent (see docs)"
+    )
     idle_since: datetime | None
     calls_handled: int
     talk_seconds: float
@@ -196,6 +199,7 @@ def state_out(state: AgentState) -> AgentStateOut:
         call=str(state.call) if state.call else None,
         service=state.service,
         wrap_up_until=state.wrap_up_until,
+        reserved_for=str(state.reserved_for) if state.reserved_for else None,
         idle_since=state.idle_since,
         calls_handled=state.calls_handled,
         talk_seconds=state.talk_seconds,

@@ -31,7 +31,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
@@ -40,16 +40,20 @@ from cti.model import AgentOffered, CallChange, CallKey, CallPhase, CallSnapshot
 from cti.originate import OriginateOutcome, OriginateRequest, OriginatingLink, new_channel_id, originate
 from cti.ports import ActionFailed, ActionOutcomeUnknown, ActionSink, LinkDown
 from routing.model import (
+    AgentStatus,
     CancelReservation,
+    InvalidTransition,
     Overflow,
     OverflowKind,
+    ReserveAhead,
     RingNoAnswer,
     SkillNeed,
     WaitingCall,
+    WrapUpDone,
     merge_needs,
     waiting_call_from,
 )
-from routing.policy import Decision
+from routing.policy import Decision, Trigger
 from routing.waiting import overflow_redirect_headers
 
 if TYPE_CHECKING:
@@ -67,6 +71,8 @@ _PREFIX = "callback-"
 _NUMBER = re.compile(r"^\+?[0-9]{6,15}$")
 _ENDPOINT = re.compile(r"^[A-Za-z0-9_-]{1,40}$")
 _UNIQUEID = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
+#: The longest dial-ahead: a customer's phone rings for about this long at most before they answer.
+MAX_DIAL_AHEAD_SECONDS = 120.0
 
 
 # --------------------------------------------------------------------------------------- pure
@@ -90,6 +96,13 @@ def callback_waiting_call(call: WaitingCall, task_id: int, pbx: str) -> WaitingC
     needs, language and priority, and the same place in line (``enqueued_at``), under the task's
     key. ``attempts`` and ``avoid`` start afresh: it has rung nobody yet."""
     return replace(call, key=callback_key(pbx, task_id), attempts=0, avoid=frozenset())
+
+
+def check_dial_ahead(seconds: float) -> float:
+    """A dial-ahead time: 0 (off) to ``MAX_DIAL_AHEAD_SECONDS``; ``ValueError`` otherwise."""
+    if isinstance(seconds, bool) or not 0 <= seconds <= MAX_DIAL_AHEAD_SECONDS:
+        raise ValueError(f"a dial-ahead time is 0..{MAX_DIAL_AHEAD_SECONDS:g} s: {seconds!r}")
+    return float(seconds)
 
 
 def callback_channel(number: str, endpoint: str) -> str:
@@ -121,6 +134,7 @@ class _Dialling:
     key: CallKey
     answered: bool = False
     offered: bool = False
+    ahead: bool = False  # the agent was reserved during their wrap-up (dialled ahead)
 
 
 # ---------------------------------------------------------------------------------------- ports
@@ -158,8 +172,13 @@ class QueueCallbacks:
         ring_seconds: int = 30,
         max_attempts: int = 3,
         retry_seconds: float = 30.0,
+        dial_ahead_seconds: float = 0.0,
+        dial_ahead_services: Mapping[str, float] | None = None,
     ) -> None:
         callback_channel("123456", endpoint)  # the endpoint name is checked once, here
+        #: How long before an agent's wrap-up ends a callback of a service may be dialled for them.
+        self.dial_ahead_default = check_dial_ahead(dial_ahead_seconds)
+        self.dial_ahead_services = {k: check_dial_ahead(v) for k, v in (dial_ahead_services or {}).items()}
         self.service = service
         self.ports = ports
         self.link = link
@@ -172,6 +191,7 @@ class QueueCallbacks:
         self.pending: dict[CallKey, PendingCallback] = {}  # the line's callbacks, by virtual key
         self.dialling: dict[CallKey, _Dialling] = {}  # by the customer's call key (the ChannelId)
         self.voicemails: dict[CallKey, str] = {}  # calls recording an overflow voicemail -> file
+        self.hang_up_when_seen: set[CallKey] = set()  # dials withdrawn before their channel showed
         self._tasks: set[asyncio.Task[None]] = set()
         self.dialled = 0
         self.done = 0
@@ -232,12 +252,49 @@ class QueueCallbacks:
         self.pending[virtual.key] = PendingCallback(task_id, number)
         log.info("callback %d joins %s's line as %s", task_id, virtual.service, virtual.key.linkedid)
         await self.service._put_on_line(virtual, now, decide=decide)
+        if decide:
+            await self.service.dial_ahead(now)  # an agent may be about to be free for it already
         return virtual
 
     # ------------------------------------------------------------------ hooks
 
     def is_virtual(self, key: CallKey) -> bool:
         return key in self.pending
+
+    def dial_ahead(self, call: WaitingCall) -> float:
+        if call.key not in self.pending:
+            return 0.0  # a caller on hold is connected when the agent is free, never ahead
+        return self.dial_ahead_services.get(call.service, self.dial_ahead_default)
+
+    def dial_ahead_max(self) -> float:
+        if not self.pending:
+            return 0.0
+        return max((self.dial_ahead_default, *self.dial_ahead_services.values()))
+
+    async def reservation_dropped(self, agent_id: str, key: CallKey, now: datetime) -> None:
+        dialling = self.dialling.pop(key, None)
+        self.service._connections.pop(key, None)
+        if dialling is None:
+            return
+        log.info(
+            "callback %d: agent %s left their wrap-up; the customer's dial is withdrawn, back in line",
+            dialling.pending.task_id,
+            agent_id,
+        )
+        # The customer's phone must not go on ringing for an agent who is gone: hang it up (by the
+        # ChannelId, which Asterisk also finds a channel by), or as soon as it shows.
+        self.hang_up_when_seen.add(key)
+        self._spawn(self._withdraw(key))
+        # Not the customer's doing: the same attempt count, at once, with the caller's place.
+        self.pending[dialling.call.key] = dialling.pending
+        await self.service._put_on_line(dialling.call, now, decide=True)
+
+    async def _withdraw(self, key: CallKey) -> None:
+        try:
+            await self.actions.send("Hangup", {"Channel": key.linkedid, "Cause": "16"})
+            self.hang_up_when_seen.discard(key)
+        except (ActionFailed, ActionOutcomeUnknown, LinkDown, TimeoutError) as exc:
+            log.info("callback dial %s not hung up yet (%s): it will be when it shows", key.linkedid, exc)
 
     async def loaded(self, now: datetime) -> None:
         """Put back the callbacks the live state kept (Redis: across a restart) that are still
@@ -263,9 +320,27 @@ class QueueCallbacks:
         if gone and snap.key in self.voicemails:
             file_name = self.voicemails.pop(snap.key)
             self._spawn(self._file_voicemail(snap, file_name))
+        if snap.key in self.hang_up_when_seen:
+            if gone:
+                self.hang_up_when_seen.discard(snap.key)
+            elif snap.anchor_channel:
+                self.hang_up_when_seen.discard(snap.key)
+                self._spawn(self._hang_up(snap.anchor_channel))
+            return
         dialling = self.dialling.get(snap.key)
         if dialling is None:
             return
+        if (
+            dialling.ahead
+            and not gone
+            and snap.agent == dialling.agent_id
+            and snap.phase in (CallPhase.RINGING_AGENT, CallPhase.TALKING, CallPhase.HELD)
+        ):
+            # The customer answered before the agent's wrap-up ended: the dialplan rings the agent
+            # at once, so the wrap-up ends now (the customer is not kept waiting on the line).
+            state = self.service.board.agent_state(dialling.agent_id)
+            if state is not None and state.status is AgentStatus.WRAP_UP and state.reserved_for == snap.key:
+                await self.service._agent_event(dialling.agent_id, WrapUpDone(), now, decide=False)
         if not dialling.answered and snap.phase in (CallPhase.TALKING, CallPhase.HELD) and snap.agent:
             dialling.answered = True
             self.done += 1
@@ -315,7 +390,16 @@ class QueueCallbacks:
             return  # another node took it
         channel_id = new_channel_id("cti-cb")
         customer = CallKey(self.pbx, channel_id)
-        state = await service.live.reserve(agent_id, customer, call.service, now)
+        ahead = decision.trigger is Trigger.AGENT_ABOUT_FREE
+        if ahead:
+            # The agent is in wrap-up, about to be free: reserved for the callback there (no other
+            # call is offered them), and goes to it when the wrap-up ends.
+            try:
+                state = await service.live.apply(agent_id, ReserveAhead(customer, call.service), now)
+            except InvalidTransition:
+                state = None
+        else:
+            state = await service.live.reserve(agent_id, customer, call.service, now)
         if state is None:
             service.health.reservations_lost += 1
             fresh = await service.live.get_agent(agent_id)
@@ -331,7 +415,7 @@ class QueueCallbacks:
         from routing.service import Connection
 
         service._connections[customer] = Connection(agent_id, call.service, by_routing=True, call=call)
-        dialling = _Dialling(pending, call, agent_id, customer)
+        dialling = _Dialling(pending, call, agent_id, customer, ahead=ahead)
         self.dialling[customer] = dialling
         try:
             request = OriginateRequest(
@@ -349,7 +433,11 @@ class QueueCallbacks:
             return
         self.dialled += 1
         log.info(
-            "callback %d: dialling the customer for agent %s (%s)", pending.task_id, agent_id, channel_id
+            "callback %d: dialling the customer for agent %s (%s)%s",
+            pending.task_id,
+            agent_id,
+            channel_id,
+            ", ahead of the end of their wrap-up" if ahead else "",
         )
         # The Originate (and, after a lost answer, its reconciliation) runs beside the router: the
         # router's loop never waits on it.
@@ -392,6 +480,14 @@ class QueueCallbacks:
         return False
 
     # ------------------------------------------------------------------ internals
+
+    async def _hang_up(self, channel: str) -> None:
+        if any(c in channel for c in "\r\n\x00"):
+            return
+        try:
+            await self.actions.send("Hangup", {"Channel": channel, "Cause": "16"})
+        except (ActionFailed, ActionOutcomeUnknown, LinkDown, TimeoutError) as exc:
+            log.info("withdrawn callback dial %s not hung up (%s)", channel, exc)
 
     async def _redirect(self, snap: CallSnapshot, kind: str) -> bool:
         try:

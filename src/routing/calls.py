@@ -40,11 +40,10 @@ the transferring agent goes to wrap-up then. A call transferred to an outside nu
 
 from __future__ import annotations
 
-import enum
 import logging
 import re
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import TYPE_CHECKING
 
@@ -52,7 +51,18 @@ import phonenumbers
 
 from cti.model import CallControlled, CallKey, CallPhase, CallSnapshot
 from cti.ports import ActionFailed, ActionOutcomeUnknown, LinkDown
-from routing.model import AgentStatus, Answer, CancelReservation, Hangup
+from routing.model import (
+    AgentStatus,
+    Answer,
+    CallControlState,
+    CancelReservation,
+    Hangup,
+    HeldCall,
+    PendingTransfer,
+    Target,
+    TargetKind,
+    TransferMode,
+)
 
 if TYPE_CHECKING:
     from routing.service import Connection, RoutingService
@@ -72,17 +82,6 @@ _DIGITS = re.compile(r"^[0-9]{1,32}$")
 _NUMBER_TEXT = re.compile(r"^\+[0-9 ().-]+$")
 # A channel name as Asterisk gives it: technology/resource, no spaces, no line breaks.
 _CHANNEL = re.compile(r"^[A-Za-z0-9]{1,16}/[A-Za-z0-9_.@;:+-]{1,120}$")
-
-
-class TargetKind(enum.StrEnum):
-    AGENT = "agent"
-    SERVICE = "service"
-    NUMBER = "number"
-
-
-class TransferMode(enum.StrEnum):
-    BLIND = "blind"
-    ATTENDED = "attended"
 
 
 class CallControlError(Exception):
@@ -107,12 +106,6 @@ class NotSent(CallControlError):
 
 class OutcomeUnknown(CallControlError):
     """Written, but the answer was lost (HTTP 504). Not re-sent: the calls will show what happened."""
-
-
-@dataclass(frozen=True, slots=True)
-class Target:
-    kind: TargetKind
-    value: str  # an agent id, a service name, or an outside number's digits (E.164 without '+')
 
 
 # ---------------------------------------------------------------------- pure: values and actions
@@ -234,26 +227,6 @@ def cancel_transfer_actions(
 # ---------------------------------------------------------------------- live: the calls' control
 
 
-@dataclass(slots=True)
-class HeldCall:
-    agent_id: str
-    agent_channel: str
-    since: datetime
-
-
-@dataclass(slots=True)
-class PendingTransfer:
-    """A transfer under way: ``from_agent`` hands the call to ``target``."""
-
-    mode: TransferMode
-    target: Target
-    from_agent: str
-    agent_channel: str
-    since: datetime
-    target_leg_seen: bool = False  # attended: the consultation reached the target's phone
-    completing: bool = False  # attended: the caller was bridged to the target
-
-
 @dataclass
 class CallControlHealth:
     actions_sent: int = 0
@@ -261,6 +234,32 @@ class CallControlHealth:
     actions_unknown: int = 0
     transfers_completed: int = 0
     transfers_cancelled: int = 0
+    transfers_not_done: int = 0  # a lost answer, and Asterisk showed the transfer never happened
+
+
+#: Asterisk's live channels (AMI ``CoreShowChannels``: one header mapping per channel).
+ChannelList = Callable[[], Awaitable[list[dict[str, str]]]]
+
+
+def transfer_not_done(
+    channels: list[dict[str, str]], caller_channel: str, linkedid: str, from_agent: str, target: str
+) -> bool:
+    """Whether Asterisk's channels (``CoreShowChannel`` events) show that a blind transfer of
+    ``caller_channel`` to ``target`` did not happen: the caller is still bridged with
+    ``from_agent``'s leg, and the target has no channel in the call. ``False`` when it did, or may
+    have (the caller left that bridge, the target's phone is in the call, the caller is gone)."""
+    caller = next((c for c in channels if c.get("Channel") == caller_channel), None)
+    if caller is None:
+        return False  # the caller is gone: the call's end says the rest
+    bridge = caller.get("BridgeId", "")
+    in_call = [c for c in channels if c.get("Linkedid") == linkedid]
+    target_leg = re.compile(rf"^PJSIP/{re.escape(target)}-[0-9A-Za-z]+$")
+    agent_leg_ = re.compile(rf"^PJSIP/{re.escape(from_agent)}-[0-9A-Za-z]+$")
+    if any(target_leg.fullmatch(c.get("Channel", "")) for c in in_call):
+        return False
+    return bool(bridge) and any(
+        agent_leg_.fullmatch(c.get("Channel", "")) and c.get("BridgeId") == bridge for c in in_call
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -282,11 +281,67 @@ class CallControl:
     health: CallControlHealth = field(default_factory=CallControlHealth)
     #: Told of every operation Asterisk accepted (the bus, for consoles); must not block.
     publish: Callable[[CallControlled], None] | None = None
+    #: Asterisk's live channels, read to learn whether a blind transfer whose answer was lost took;
+    #: without it, the calls as the call model shows them are the evidence.
+    channels: ChannelList | None = None
     _held: dict[CallKey, HeldCall] = field(default_factory=dict)
     _transfers: dict[CallKey, PendingTransfer] = field(default_factory=dict)
     _moved_to_service: dict[CallKey, str] = field(default_factory=dict)
     _left: set[CallKey] = field(default_factory=set)
     _controlled: set[CallKey] = field(default_factory=set)  # legs moved by hold or a consultation
+    # What the live state holds for each call (routing.state): the dicts above are this node's
+    # working copy, written through to it whenever they change (``_sync``).
+    _stored: dict[CallKey, CallControlState] = field(default_factory=dict)
+    # Blind transfers whose answer was lost, and when to look at what Asterisk did.
+    _check_at: dict[CallKey, datetime] = field(default_factory=dict)
+
+    # ------------------------------------------------------------------ the live state
+
+    def record(self, key: CallKey) -> CallControlState:
+        """What call control has done to the call, as the live state keeps it."""
+        return CallControlState(
+            held=self._held.get(key),
+            transfer=self._transfers.get(key),
+            moved_to_service=self._moved_to_service.get(key),
+            left=key in self._left,
+            controlled=key in self._controlled,
+        )
+
+    async def load(self) -> None:
+        """Take up what the live state says of calls under control (another node's, or this
+        platform's before a restart). The router's resync then lets go of calls no longer live."""
+        for key, record in (await self.service.live.call_controls()).items():
+            self._put(key, record)
+            self._stored[key] = record
+            if record.transfer is not None and record.transfer.outcome_unknown:
+                self._check_at[key] = self.service.clock() + self.service.connect_grace
+
+    def keys(self) -> set[CallKey]:
+        """Every call call control holds something for."""
+        return set(self._stored) | set(self._held) | set(self._transfers) | self._left | self._controlled
+
+    def _put(self, key: CallKey, record: CallControlState) -> None:
+        if record.held is not None:
+            self._held[key] = record.held
+        if record.transfer is not None:
+            self._transfers[key] = record.transfer
+        if record.moved_to_service is not None:
+            self._moved_to_service[key] = record.moved_to_service
+        if record.left:
+            self._left.add(key)
+        if record.controlled:
+            self._controlled.add(key)
+
+    async def _sync(self, key: CallKey) -> None:
+        """Write the call's record to the live state if it changed (removed once empty)."""
+        record = self.record(key)
+        if self._stored.get(key, CallControlState()) == record:
+            return
+        await self.service.live.put_call_control(key, record)
+        if record.empty:
+            self._stored.pop(key, None)
+        else:
+            self._stored[key] = record
 
     # ------------------------------------------------------------------ reading
 
@@ -316,34 +371,46 @@ class CallControl:
     async def hold(self, agent_id: str) -> ControlResult:
         async with self.service.lock:
             snap, _ = self.current_call(agent_id)
-            if snap.key in self._held:
-                raise NoCall(f"agent {agent_id}'s call is already on hold")
-            if snap.key in self._transfers:
-                raise NoCall(f"agent {agent_id}'s call is being transferred")
-            leg = self._leg(snap, agent_id)
-            held = HeldCall(agent_id, leg, self.service.clock())
-            self._controlled.add(snap.key)
             try:
-                await self._send(hold_action(snap.anchor_channel, leg))
-            except OutcomeUnknown:
-                self._held[snap.key] = held  # it may have taken: resuming is allowed, and harmless if not
-                raise
-            self._held[snap.key] = held
-            return self._tell("hold", ControlResult(snap.key, agent_id, "held"))
+                return await self._hold(snap, agent_id)
+            finally:
+                await self._sync(snap.key)
+
+    async def _hold(self, snap: CallSnapshot, agent_id: str) -> ControlResult:
+        if snap.key in self._held:
+            raise NoCall(f"agent {agent_id}'s call is already on hold")
+        if snap.key in self._transfers:
+            raise NoCall(f"agent {agent_id}'s call is being transferred")
+        leg = self._leg(snap, agent_id)
+        held = HeldCall(agent_id, leg, self.service.clock())
+        self._controlled.add(snap.key)
+        try:
+            await self._send(hold_action(snap.anchor_channel, leg))
+        except OutcomeUnknown:
+            self._held[snap.key] = held  # it may have taken: resuming is allowed, and harmless if not
+            raise
+        self._held[snap.key] = held
+        return self._tell("hold", ControlResult(snap.key, agent_id, "held"))
 
     async def resume(self, agent_id: str) -> ControlResult:
         async with self.service.lock:
             snap, _ = self.current_call(agent_id)
-            held = self._held.get(snap.key)
-            if held is None:
-                raise NoCall(f"agent {agent_id}'s call is not on hold")
             try:
-                await self._send(resume_action(snap.anchor_channel, held.agent_channel))
-            except OutcomeUnknown:
-                self._held.pop(snap.key, None)
-                raise
+                return await self._resume(snap, agent_id)
+            finally:
+                await self._sync(snap.key)
+
+    async def _resume(self, snap: CallSnapshot, agent_id: str) -> ControlResult:
+        held = self._held.get(snap.key)
+        if held is None:
+            raise NoCall(f"agent {agent_id}'s call is not on hold")
+        try:
+            await self._send(resume_action(snap.anchor_channel, held.agent_channel))
+        except OutcomeUnknown:
             self._held.pop(snap.key, None)
-            return self._tell("resume", ControlResult(snap.key, agent_id, "talking"))
+            raise
+        self._held.pop(snap.key, None)
+        return self._tell("resume", ControlResult(snap.key, agent_id, "talking"))
 
     async def transfer(
         self, agent_id: str, mode: TransferMode, kind: TargetKind, value: str
@@ -354,63 +421,145 @@ class CallControl:
             if mode is TransferMode.ATTENDED and target.kind is not TargetKind.AGENT:
                 raise InvalidTarget("an attended transfer goes to an agent")
             snap, conn = self.current_call(agent_id)
-            key = snap.key
-            if key in self._held:
-                raise NoCall(f"agent {agent_id}'s call is on hold: resume it first")
-            if key in self._transfers:
-                raise NoCall(f"agent {agent_id}'s call is already being transferred")
-            if target.kind is TargetKind.AGENT and target.value == agent_id:
-                raise InvalidTarget("an agent cannot transfer a call to themselves")
-            leg = self._leg(snap, agent_id)
-            now = self.service.clock()
-            pending = PendingTransfer(mode, target, agent_id, leg, now)
-            if target.kind is TargetKind.AGENT:
-                await self._reserve(target.value, key, conn.service, now)
-            if mode is TransferMode.ATTENDED:
-                action = attended_transfer_action(snap.anchor_channel, leg, target.value)
-            else:
-                action = blind_transfer_action(snap.anchor_channel, target)
-            self._transfers[key] = pending
-            if mode is TransferMode.ATTENDED:
-                self._controlled.add(key)
-            if target.kind is TargetKind.SERVICE:
-                self._moved_to_service[key] = target.value
             try:
-                await self._send(action)
-            except OutcomeUnknown:
-                raise  # kept: the calls will show whether it happened
-            except CallControlError:
-                await self._undo(key, pending, "transfer_failed")
-                raise
-            if target.kind is TargetKind.NUMBER:
-                # The call leaves the centre: the agent's part is over, routing follows it no more.
-                self._transfers.pop(key, None)
-                self._left.add(key)
-                await self._end_for_agent(key, conn)
-            state = "consulting" if mode is TransferMode.ATTENDED else "transferring"
-            return self._tell("transfer", ControlResult(key, agent_id, state, target))
+                return await self._transfer(snap, conn, agent_id, mode, target)
+            finally:
+                await self._sync(snap.key)
+
+    async def _transfer(
+        self, snap: CallSnapshot, conn: Connection, agent_id: str, mode: TransferMode, target: Target
+    ) -> ControlResult:
+        key = snap.key
+        if key in self._held:
+            raise NoCall(f"agent {agent_id}'s call is on hold: resume it first")
+        if key in self._transfers:
+            raise NoCall(f"agent {agent_id}'s call is already being transferred")
+        if target.kind is TargetKind.AGENT and target.value == agent_id:
+            raise InvalidTarget("an agent cannot transfer a call to themselves")
+        leg = self._leg(snap, agent_id)
+        now = self.service.clock()
+        pending = PendingTransfer(mode, target, agent_id, leg, now)
+        if target.kind is TargetKind.AGENT:
+            await self._reserve(target.value, key, conn.service, now)
+        if mode is TransferMode.ATTENDED:
+            action = attended_transfer_action(snap.anchor_channel, leg, target.value)
+        else:
+            action = blind_transfer_action(snap.anchor_channel, target)
+        self._transfers[key] = pending
+        if mode is TransferMode.ATTENDED:
+            self._controlled.add(key)
+        if target.kind is TargetKind.SERVICE:
+            self._moved_to_service[key] = target.value
+        try:
+            await self._send(action)
+        except OutcomeUnknown:
+            # Kept: the calls will show whether it happened. A blind transfer to an agent that never
+            # happened would leave the target reserved until the call ends: after the grace, what
+            # Asterisk did is looked at (``reconcile``).
+            if mode is TransferMode.BLIND and target.kind is TargetKind.AGENT:
+                self._transfers[key] = replace(pending, outcome_unknown=True)
+                self._check_at[key] = now + self.service.connect_grace
+            raise
+        except CallControlError:
+            await self._undo(key, pending, "transfer_failed")
+            raise
+        if target.kind is TargetKind.NUMBER:
+            # The call leaves the centre: the agent's part is over, routing follows it no more.
+            self._transfers.pop(key, None)
+            self._left.add(key)
+            await self._end_for_agent(key, conn)
+        state = "consulting" if mode is TransferMode.ATTENDED else "transferring"
+        return self._tell("transfer", ControlResult(key, agent_id, state, target))
 
     async def complete(self, agent_id: str) -> ControlResult:
         """Join the caller and the target; the transferring agent's leg ends."""
         async with self.service.lock:
             snap, pending = self._attended(agent_id)
-            target_leg = agent_leg(snap, pending.target.value)
-            if target_leg is None:
-                raise NoCall(f"agent {pending.target.value}'s phone is not in the call (yet)")
-            bridge, hangup = complete_transfer_actions(snap.anchor_channel, pending.agent_channel, target_leg)
-            await self._send(bridge)
-            pending.completing = True
-            await self._send_quietly(hangup)  # if it fails, the agent's leg ends when the caller's does
-            return self._tell("complete", ControlResult(snap.key, agent_id, "transferring", pending.target))
+            try:
+                return await self._complete(snap, pending, agent_id)
+            finally:
+                await self._sync(snap.key)
+
+    async def _complete(self, snap: CallSnapshot, pending: PendingTransfer, agent_id: str) -> ControlResult:
+        target_leg = agent_leg(snap, pending.target.value)
+        if target_leg is None:
+            raise NoCall(f"agent {pending.target.value}'s phone is not in the call (yet)")
+        bridge, hangup = complete_transfer_actions(snap.anchor_channel, pending.agent_channel, target_leg)
+        await self._send(bridge)
+        pending = self._transfers[snap.key] = replace(pending, completing=True)
+        await self._send_quietly(hangup)  # if it fails, the agent's leg ends when the caller's does
+        return self._tell("complete", ControlResult(snap.key, agent_id, "transferring", pending.target))
 
     async def cancel(self, agent_id: str) -> ControlResult:
         """End the consultation: the agent is back with the caller; the target is free again."""
         async with self.service.lock:
             snap, pending = self._attended(agent_id)
-            await self._reconnect(snap, pending, "transfer_cancelled")
+            try:
+                await self._reconnect(snap, pending, "transfer_cancelled")
+            finally:
+                await self._sync(snap.key)
             return self._tell("cancel", ControlResult(snap.key, agent_id, "talking"))
 
     # ------------------------------------------------------------------ hooks (under the service's lock)
+
+    def wake_moments(self) -> list[datetime]:
+        """When ``on_time`` has something to look at."""
+        return list(self._check_at.values())
+
+    def on_resync(self, now: datetime) -> None:
+        """The AMI link is back: the grace of transfers whose answer was lost counts from now (the
+        calls shown after a resync are the first evidence of where they went)."""
+        for key in self._check_at:
+            self._check_at[key] = now + self.service.connect_grace
+
+    async def on_time(self, now: datetime) -> None:
+        for key, at in list(self._check_at.items()):
+            if now >= at:
+                try:
+                    await self.reconcile(key, now)
+                finally:
+                    await self._sync(key)
+
+    async def reconcile(self, key: CallKey, now: datetime) -> None:
+        """A blind transfer to an agent whose answer was lost, and its grace passed without the
+        calls showing it: ask Asterisk (its live channels) whether it happened. If the caller is still
+        bridged with the transferring agent and the target has no channel in the call, it did not:
+        the target's reservation is released and the agent may act on the call again."""
+        self._check_at.pop(key, None)
+        pending = self._transfers.get(key)
+        snap = self.service.call(key)
+        if pending is None or not pending.outcome_unknown or snap is None:
+            return  # followed meanwhile, or the call ended (``on_gone`` releases the target)
+        target = pending.target.value
+        if self.channels is not None:
+            try:
+                live = await self.channels()
+            except (LinkDown, ActionOutcomeUnknown, ActionFailed, TimeoutError) as exc:
+                log.info("call %s: Asterisk's channels not read (%s); looking again later", key, exc)
+                self._check_at[key] = now + self.service.connect_grace
+                return
+            not_done = transfer_not_done(live, snap.anchor_channel, key.linkedid, pending.from_agent, target)
+        else:
+            not_done = (
+                snap.agent == pending.from_agent
+                and snap.phase in (CallPhase.TALKING, CallPhase.HELD)
+                and pending.agent_channel in snap.channels
+                and agent_leg(snap, target) is None
+            )
+        if not not_done:
+            # It took (or may have): from here it is followed as any blind transfer.
+            self._transfers[key] = replace(pending, outcome_unknown=False)
+            return
+        log.warning(
+            "call %s: the blind transfer to agent %s whose answer was lost never happened; %s is "
+            "released and the call stays with agent %s",
+            key,
+            target,
+            target,
+            pending.from_agent,
+        )
+        self.health.transfers_not_done += 1
+        await self._undo(key, pending, "transfer_not_done")
 
     def service_for(self, key: CallKey) -> str | None:
         """The service a call was transferred to, if it was: it waits in that line."""
@@ -418,6 +567,14 @@ class CallControl:
 
     async def on_call(self, snap: CallSnapshot, now: datetime) -> bool:
         """Follow a live call under control. ``True``: handled here, routing leaves this change alone."""
+        if snap.key not in self._held and snap.key not in self._transfers and snap.key not in self._left:
+            return False  # the common case: nothing under control, nothing to write
+        try:
+            return await self._follow(snap, now)
+        finally:
+            await self._sync(snap.key)
+
+    async def _follow(self, snap: CallSnapshot, now: datetime) -> bool:
         key = snap.key
         if key in self._left:
             return True
@@ -477,7 +634,8 @@ class CallControl:
             await self.service.agent_event(target.value, Answer(), now)
             return True
         if agent_leg(snap, target.value) is not None:
-            pending.target_leg_seen = True
+            if not pending.target_leg_seen:
+                self._transfers[key] = replace(pending, target_leg_seen=True)
         elif pending.target_leg_seen and not pending.completing:
             # The consultation ended without a transfer (the target hung up or never answered):
             # the agent is given back the caller.
@@ -490,6 +648,7 @@ class CallControl:
         the dialplan cannot always end it by itself)."""
         self._left.discard(key)
         self._moved_to_service.pop(key, None)
+        self._check_at.pop(key, None)
         legs: list[str] = []
         held = self._held.pop(key, None)
         if held is not None:
@@ -506,6 +665,7 @@ class CallControl:
             if leg is not None:
                 legs.append(leg)
         self._controlled.discard(key)
+        await self._sync(key)
         for leg in dict.fromkeys(legs):
             await self._send_quietly(hangup_action(leg))
 
@@ -562,6 +722,7 @@ class CallControl:
 
     async def _undo(self, key: CallKey, pending: PendingTransfer, reason: str) -> None:
         self._transfers.pop(key, None)
+        self._check_at.pop(key, None)
         self._moved_to_service.pop(key, None)
         if pending.target.kind is TargetKind.AGENT:
             await self._release(pending.target.value, key, reason)

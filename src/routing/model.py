@@ -22,6 +22,7 @@ MAX_LEVEL = 10
 HISTORY_LIMIT = 50  # the state travels to shared live state on every change: keep its tail, not a day
 RING_NO_ANSWER = "ring_no_answer"
 LOGGED_IN = "logged_in"
+RESERVED_AHEAD = "reserved_ahead"  # reserved during wrap-up for a queue callback dialled ahead
 
 
 def _require_aware(now: datetime) -> None:
@@ -101,6 +102,12 @@ class AgentState:
     ``logged_in_seconds`` count the current day (``ResetDay`` starts a new one at the centre's
     midnight); ``logged_in_at`` starts the current session. ``history`` keeps the last
     ``HISTORY_LIMIT`` status changes, oldest first.
+
+    ``reserved_for`` (with ``reserved_service``) is set only in WRAP_UP: the agent is about to be
+    free and has been reserved ahead for that call (a queue callback being dialled,
+    ``ReserveAhead``). Nothing else is offered to them; when the wrap-up ends (``WrapUpDone``:
+    the deadline, the agent finishing early, or the customer answering) they go RESERVED for it
+    instead of READY. Any way out of WRAP_UP other than ``WrapUpDone`` drops the reservation.
     """
 
     agent_id: str
@@ -116,6 +123,8 @@ class AgentState:
     logged_in_at: datetime | None = None
     logged_in_seconds: float = 0.0
     history: tuple[StatusMark, ...] = ()
+    reserved_for: CallKey | None = None
+    reserved_service: str | None = None
 
     @classmethod
     def logged_out(cls, agent_id: str, now: datetime) -> AgentState:
@@ -164,6 +173,15 @@ class Reserve:
 
 
 @dataclass(frozen=True, slots=True)
+class ReserveAhead:
+    """The agent, in wrap-up and about to be free, is reserved for ``call`` of ``service`` (a queue
+    callback dialled ahead): they stay in WRAP_UP, and ``WrapUpDone`` takes them to RESERVED."""
+
+    call: CallKey
+    service: str
+
+
+@dataclass(frozen=True, slots=True)
 class Answer:
     pass
 
@@ -175,7 +193,10 @@ class RingNoAnswer:
 
 @dataclass(frozen=True, slots=True)
 class CancelReservation:
-    """The call went away while the agent's phone rang (the caller hung up, another node won)."""
+    """The call went away while the agent's phone rang (the caller hung up, another node won).
+
+    In WRAP_UP it drops a reservation made ahead (the customer was not reached): the agent stays in
+    wrap-up until its deadline, then goes READY as usual."""
 
     reason: str = "caller_abandoned"
 
@@ -218,6 +239,7 @@ AgentEvent = (
     | Ready
     | NotReady
     | Reserve
+    | ReserveAhead
     | Answer
     | RingNoAnswer
     | CancelReservation
@@ -239,9 +261,12 @@ ALLOWED: Mapping[type, frozenset[AgentStatus]] = MappingProxyType(
         Ready: frozenset({_S.NOT_READY}),
         NotReady: frozenset({_S.READY, _S.NOT_READY, _S.WRAP_UP}),
         Reserve: frozenset({_S.READY}),
+        # Only in wrap-up, and only once: see AgentState.reserved_for.
+        ReserveAhead: frozenset({_S.WRAP_UP}),
         Answer: frozenset({_S.RESERVED}),
         RingNoAnswer: frozenset({_S.RESERVED}),
-        CancelReservation: frozenset({_S.RESERVED}),
+        # In WRAP_UP only when reserved ahead (the check is in ``transition``).
+        CancelReservation: frozenset({_S.RESERVED, _S.WRAP_UP}),
         Hangup: frozenset({_S.ON_CALL}),
         WrapUpDone: frozenset({_S.WRAP_UP}),
         Logout: frozenset({_S.READY, _S.NOT_READY, _S.WRAP_UP}),
@@ -262,10 +287,11 @@ def event_name(event: AgentEvent | type) -> str:
 class InvalidTransition(ValueError):
     """An event that the agent's current status does not allow."""
 
-    def __init__(self, state: AgentState, event: AgentEvent) -> None:
+    def __init__(self, state: AgentState, event: AgentEvent, detail: str | None = None) -> None:
         allowed = ", ".join(sorted(str(s) for s in ALLOWED[type(event)]))
         super().__init__(
-            f"agent {state.agent_id} is {state.status}: {event_name(event)} is allowed only from {allowed}"
+            detail
+            or f"agent {state.agent_id} is {state.status}: {event_name(event)} is allowed only from {allowed}"
         )
         self.state = state
         self.event = event
@@ -292,9 +318,20 @@ def _enter(
         call=call,
         service=service,
         wrap_up_until=None,
+        reserved_for=None,  # a reservation made ahead never outlives the wrap-up it was made in
+        reserved_service=None,
         history=history,
         **changes,  # type: ignore[arg-type]
     )
+
+
+def _mark(
+    state: AgentState, now: datetime, reason: str | None, call: CallKey | None, **changes: object
+) -> AgentState:
+    """A change within the current status (its ``since`` and deadline kept), noted in the history."""
+    mark = StatusMark(state.status, now, reason, call)
+    history = (*state.history, mark)[-HISTORY_LIMIT:]
+    return replace(state, history=history, **changes)  # type: ignore[arg-type]
 
 
 def _close_session(state: AgentState, now: datetime) -> float:
@@ -311,8 +348,26 @@ def transition(state: AgentState, event: AgentEvent, now: datetime) -> AgentStat
     match event:
         case Login():
             return _enter(state, _S.NOT_READY, now, reason=LOGGED_IN, logged_in_at=now, idle_since=None)
+        case WrapUpDone() if state.reserved_for is not None:
+            # Free now, and already chosen: straight to the call reserved ahead.
+            return _enter(
+                state, _S.RESERVED, now, reason=RESERVED_AHEAD, call=state.reserved_for,
+                service=state.reserved_service, idle_since=now,
+            )  # fmt: skip
         case Ready() | WrapUpDone():
             return _enter(state, _S.READY, now, idle_since=now)
+        case ReserveAhead(call=call, service=service):
+            if state.reserved_for is not None:
+                raise InvalidTransition(
+                    state, event, f"agent {state.agent_id} is already reserved for {state.reserved_for}"
+                )
+            return _mark(state, now, RESERVED_AHEAD, call, reserved_for=call, reserved_service=service)
+        case CancelReservation(reason=reason) if state.status is _S.WRAP_UP:
+            if state.reserved_for is None:
+                raise InvalidTransition(
+                    state, event, f"agent {state.agent_id} is wrap_up and not reserved for a call"
+                )
+            return _mark(state, now, reason, state.reserved_for, reserved_for=None, reserved_service=None)
         case NotReady(reason=reason):
             return _enter(state, _S.NOT_READY, now, reason=reason, idle_since=None)
         case ForceNotReady(reason=reason, supervisor=supervisor):
@@ -584,3 +639,65 @@ def waiting_call_from(
         priority=call_priority(tier, ivr_path, rules or PriorityRules()),
         customer_tier=tier,
     )
+
+
+# --- call control: what was done to a live call ---------------------------------------------------
+
+
+class TargetKind(enum.StrEnum):
+    AGENT = "agent"
+    SERVICE = "service"
+    NUMBER = "number"
+
+
+class TransferMode(enum.StrEnum):
+    BLIND = "blind"
+    ATTENDED = "attended"
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    kind: TargetKind
+    value: str  # an agent id, a service name, or an outside number's digits (E.164 without '+')
+
+
+@dataclass(frozen=True, slots=True)
+class HeldCall:
+    """A call its agent put on hold: the caller hears music, the agent's leg waits in silence."""
+
+    agent_id: str
+    agent_channel: str
+    since: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class PendingTransfer:
+    """A transfer under way: ``from_agent`` hands the call to ``target``."""
+
+    mode: TransferMode
+    target: Target
+    from_agent: str
+    agent_channel: str
+    since: datetime
+    target_leg_seen: bool = False  # attended: the consultation reached the target's phone
+    completing: bool = False  # attended: the caller was bridged to the target
+    outcome_unknown: bool = False  # blind, to an agent: the redirect's answer was lost
+
+
+@dataclass(frozen=True, slots=True)
+class CallControlState:
+    """What call control has done to one live call, kept in the live state so that another node,
+    or the platform after a restart, knows it: on ``hold``, a ``transfer`` (or consultation) under
+    way, moved into another service's line (``moved_to_service``), ``left`` the centre (to an
+    outside number), or its legs moved by call control (``controlled``: the agent's leg must be
+    ended with the caller's)."""
+
+    held: HeldCall | None = None
+    transfer: PendingTransfer | None = None
+    moved_to_service: str | None = None
+    left: bool = False
+    controlled: bool = False
+
+    @property
+    def empty(self) -> bool:
+        return self == CallControlState()

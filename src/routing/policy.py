@@ -39,7 +39,7 @@ from __future__ import annotations
 import bisect
 import enum
 import heapq
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -64,6 +64,7 @@ class Trigger(enum.StrEnum):
     AGENT_FREED = "agent_freed"
     TIMER = "timer"  # a relaxation step or a max wait fell due
     ROUND = "round"
+    AGENT_ABOUT_FREE = "agent_about_free"  # in wrap-up, within a queue callback's dial-ahead time
 
 
 class Outcome(enum.StrEnum):
@@ -80,6 +81,11 @@ RULES: Mapping[Strategy, str] = {
 }
 AGENT_FREED_RULE = "agent_freed: the first call the agent can take, by priority then waited seconds × weight"
 OVERFLOW_RULE = "overflow: max wait passed with no agent able to take the call"
+DIAL_AHEAD_RULE = (
+    "dial_ahead: agent {agent}'s wrap-up ends in {left:.1f} s, within the service's {lead:g} s "
+    "dial-ahead, and this queue callback is the call they would take when free (by priority, then "
+    "waited seconds × weight); they are reserved for it and the customer is dialled now"
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,7 +123,7 @@ class Decision:
 
 
 class _AgentEntry:
-    __slots__ = ("agent", "id", "idle_ts", "languages", "limit", "skills", "state", "talk")
+    __slots__ = ("agent", "free_ts", "id", "idle_ts", "languages", "limit", "skills", "state", "talk")
 
     def __init__(self, agent: Agent, state: AgentState) -> None:
         self.agent = agent
@@ -128,6 +134,8 @@ class _AgentEntry:
         self.limit = agent.max_occupancy
         self.talk = state.talk_seconds
         self.idle_ts = (state.idle_since or state.since).timestamp()
+        until = state.wrap_up_until
+        self.free_ts = until.timestamp() if until is not None else 0.0
 
 
 _Needs = tuple[tuple[str, int], ...]
@@ -198,6 +206,7 @@ class RoutingBoard:
         self._ready: dict[str, _AgentEntry] = {}
         self._ready_by_skill: dict[str, dict[str, _AgentEntry]] = {}
         self._ready_by_language: dict[str, dict[str, _AgentEntry]] = {}
+        self._wrapping: dict[str, _AgentEntry] = {}  # in wrap-up with a deadline: about to be free
         self._calls: dict[CallKey, _CallEntry] = {}
         self._calls_by_anchor: dict[str | None, dict[CallKey, _CallEntry]] = {}
         self._by_seq: dict[int, _CallEntry] = {}
@@ -230,9 +239,12 @@ class RoutingBoard:
                 self._ready_by_skill.setdefault(skill, {})[agent.id] = entry
             for language in entry.languages:
                 self._ready_by_language.setdefault(language, {})[agent.id] = entry
+        elif state.status is AgentStatus.WRAP_UP and state.wrap_up_until is not None:
+            self._wrapping[agent.id] = entry
 
     def remove_agent(self, agent_id: str) -> None:
         entry = self._agents.pop(agent_id, None)
+        self._wrapping.pop(agent_id, None)
         if entry is None or self._ready.pop(agent_id, None) is None:
             return
         for skill in entry.skills:
@@ -289,6 +301,49 @@ class RoutingBoard:
         agent = self._ready.get(agent_id)
         if agent is None:
             return None
+        best, considered = self._best_call(agent, now, frozenset())
+        if best is None:
+            return None
+        return self._freed_decision(agent, best, now, Trigger.AGENT_FREED, AGENT_FREED_RULE, considered)
+
+    def agents_about_free(
+        self, now: datetime, lead: Callable[[WaitingCall], float], max_lead: float
+    ) -> list[Decision]:
+        """Reservations ahead of time, for queue callbacks: an agent in wrap-up whose deadline is
+        at most ``lead(call)`` seconds away, where ``call`` is the call ``agent_freed`` would give
+        them were they free now, is chosen for it now (CONNECT, trigger ``agent_about_free``), so
+        the customer can be dialled before the agent is free. ``lead`` is 0 for a call that is not
+        dialled ahead (a caller on hold waits for the agent to be free); ``max_lead`` is the
+        largest it gives. The rules are ``agent_freed``'s, taken early: agents are considered in
+        the order their wrap-ups end (the one free first takes the first call, as it would), each
+        call goes to one agent, and an agent already reserved ahead is not considered again."""
+        now_ts = now.timestamp()
+        soon = [
+            e
+            for e in self._wrapping.values()
+            if 0.0 < e.free_ts - now_ts <= max_lead and e.state.reserved_for is None
+        ]
+        taken: set[CallKey] = set()
+        decisions: list[Decision] = []
+        for agent in sorted(soon, key=lambda e: (e.free_ts, e.id)):
+            best, considered = self._best_call(agent, now, taken)
+            if best is None:
+                continue
+            left = agent.free_ts - now_ts
+            seconds = lead(best.call)
+            if seconds <= 0 or left > seconds:
+                continue  # their next call is not dialled ahead, or not yet
+            taken.add(best.call.key)
+            rule = DIAL_AHEAD_RULE.format(agent=agent.id, left=left, lead=seconds)
+            decisions.append(
+                self._freed_decision(agent, best, now, Trigger.AGENT_ABOUT_FREE, rule, considered)
+            )
+        return decisions
+
+    def _best_call(
+        self, agent: _AgentEntry, now: datetime, taken: set[CallKey] | frozenset[CallKey]
+    ) -> tuple[_CallEntry | None, int]:
+        """The first call ``agent`` can take (by rank), not in ``taken``; and how many were weighed."""
         now_ts = now.timestamp()
         best: _CallEntry | None = None
         best_rank: tuple[int, float, float, int] | None = None
@@ -303,18 +358,30 @@ class RoutingBoard:
                 rank = entry.rank(now_ts)
                 if best_rank is not None and rank <= best_rank:
                     continue
+                if taken and entry.call.key in taken:
+                    continue
                 if self._fits(agent, entry, entry.relaxation(now_ts), now):
                     best, best_rank = entry, rank
-        if best is None:
-            return None
+        return best, considered
+
+    def _freed_decision(
+        self,
+        agent: _AgentEntry,
+        best: _CallEntry,
+        now: datetime,
+        trigger: Trigger,
+        rule: str,
+        considered: int,
+    ) -> Decision:
+        now_ts = now.timestamp()
         level = best.relaxation(now_ts)
         return Decision(
             at=now,
-            trigger=Trigger.AGENT_FREED,
+            trigger=trigger,
             outcome=Outcome.CONNECT,
             call=best.call.key,
             service=best.call.service,
-            rule=AGENT_FREED_RULE,
+            rule=rule,
             relaxed=best.relaxed(level),
             waited_seconds=now_ts - best.enq_ts,
             agent_id=agent.id,

@@ -278,6 +278,7 @@ class RoutingService:
                 state = AgentState.logged_out(profile.agent.id, now)
                 await self.live.put_agent(state)
             self._board_agent(profile, state)
+        await self.control.load()
         if self.hooks is not None:
             await self.hooks.loaded(now)
 
@@ -291,10 +292,17 @@ class RoutingService:
     def _wake_moments(self, now: datetime) -> Iterable[datetime | None]:
         yield self.board.next_change_at(now)
         yield self.days.next_at()
+        leads = self._dial_ahead_leads()
         for profile in self._profiles.values():
             state = self.board.agent_state(profile.agent.id)
             if state is not None and state.status is AgentStatus.WRAP_UP:
                 yield state.wrap_up_until
+                if state.wrap_up_until is not None and state.reserved_for is None:
+                    # When a queue callback could be dialled ahead for this agent (routing.callbacks).
+                    for lead in leads:
+                        ahead = state.wrap_up_until - timedelta(seconds=lead)
+                        if ahead > now:
+                            yield ahead
         for since in self._unclassified.values():
             yield since + self.classify_grace
         for deferred in self._deferred.values():
@@ -303,6 +311,7 @@ class RoutingService:
             for conn in self._connections.values():
                 if conn.by_routing and conn.sent_at is not None and not conn.ringing:
                     yield conn.sent_at + self.connect_grace
+            yield from self.control.wake_moments()
 
     # ------------------------------------------------------------------ messages
 
@@ -366,6 +375,7 @@ class RoutingService:
 
     async def _on_resync(self, message: LiveCallsResynced, now: datetime) -> None:
         keys = set(self._calls) | set(self._connections) | {c.key for c in self.board.waiting_calls()}
+        keys |= self.control.keys()  # held or transferring before a restart, perhaps over since
         for key in keys:
             if self.hooks is not None and self.hooks.is_virtual(key):
                 continue  # a queue callback: no call in Asterisk until its customer is dialled
@@ -379,6 +389,7 @@ class RoutingService:
             for conn in self._connections.values():
                 if conn.outcome_unknown:
                     conn.sent_at = now
+            self.control.on_resync(now)
         # The board's equilibrium is unknown after a gap: weigh everything once.
         await self._apply_all(self.board.round(now), now)
 
@@ -394,6 +405,24 @@ class RoutingService:
                 state = await self.live.get_agent(agent_id)
                 if state is not None and agent_zone(state, zones, self.days.default_zone) == ended:
                     await self._agent_event(agent_id, ResetDay(), now, decide=False)
+
+    def _dial_ahead_leads(self) -> set[float]:
+        """The dial-ahead times of the calls waiting now (queue callbacks), if any."""
+        hooks = self.hooks
+        if hooks is None or hooks.dial_ahead_max() <= 0:
+            return set()
+        return {lead for c in self.board.waiting_calls() if (lead := hooks.dial_ahead(c)) > 0}
+
+    async def dial_ahead(self, now: datetime) -> None:
+        """Reserve agents about to be free for the queue callbacks they would take, and dial them
+        (``RoutingBoard.agents_about_free``; the hooks carry each decision out). Under the lock."""
+        hooks = self.hooks
+        if hooks is None or self._paused:
+            return
+        lead = hooks.dial_ahead_max()
+        if lead <= 0:
+            return
+        await self._apply_all(self.board.agents_about_free(now, hooks.dial_ahead, lead), now)
 
     async def _on_time(self, now: datetime) -> None:
         await self._reset_days(now)
@@ -435,10 +464,15 @@ class RoutingService:
                     snap = self._calls.get(key)
                     if conn.call is not None and snap is not None and snap.phase is CallPhase.WAITING:
                         await self._put_on_line(conn.call, now, decide=True)
+        if not self._paused:
+            await self.control.on_time(now)  # blind transfers whose answer was lost (routing.calls)
         since = self._last_timer or now
         self._last_timer = now
         if now > since and not self._paused:
             await self._apply_all(self.board.timer(since, now), now)
+        # Last: what is left in line after the decisions above (an overflow may just have booked a
+        # callback) may be dialled ahead for an agent about to be free.
+        await self.dial_ahead(now)
 
     # ------------------------------------------------------------------ calls
 
@@ -530,6 +564,20 @@ class RoutingService:
         name = self._service_name(snap) or DEFAULT_SERVICE
         state = await self.live.reserve(agent_id, snap.key, name, now)
         if state is None:
+            current = await self.live.get_agent(agent_id)
+            if (
+                snap.phase in _ANSWERED
+                and current is not None
+                and current.status is AgentStatus.ON_CALL
+                and current.call == snap.key
+            ):
+                # The live state already has them talking on this call (this platform before a
+                # restart, or another node connected it): follow it, so call control can act on it.
+                conn = Connection(
+                    agent_id, current.service or name, by_routing=False, ringing=True, answered=True
+                )
+                self._connections[snap.key] = conn
+                return conn
             return None
         self._board_agent(self._profiles[agent_id], state)
         conn = Connection(agent_id, name, by_routing=False, ringing=True)
@@ -690,7 +738,18 @@ class RoutingService:
         profile = self._profiles.get(agent_id)
         if profile is None:
             return
+        before = self.board.agent_state(agent_id)
         self._board_agent(profile, state)
+        ahead = before.reserved_for if before is not None else None
+        if (
+            ahead is not None
+            and state.reserved_for is None
+            and state.call != ahead
+            and ahead in self._connections
+            and self.hooks is not None
+        ):
+            # Reserved ahead during wrap-up, then not ready or logged out: the callback goes back.
+            await self.hooks.reservation_dropped(agent_id, ahead, now)
         if decide and state.status is AgentStatus.READY and profile.active and not self._paused:
             decision = self.board.agent_freed(agent_id, now)
             if decision is not None:
@@ -842,6 +901,29 @@ class RoutingService:
 
     def drop_connection(self, key: CallKey) -> Connection | None:
         return self._connections.pop(key, None)
+
+    async def reserve_outbound(self, agent_id: str, key: CallKey, service: str) -> bool:
+        """Reserve a READY agent for an outbound call about to be dialled with ``key`` (a preview
+        campaign call: the customer is dialled first, then the dialplan rings the agent). Routing
+        offers them nothing else meanwhile, and follows the call as theirs: answered, they talk and
+        wrap up; ended before, they are ready again. ``False`` when the agent is not ready."""
+        async with self._lock:
+            now = self.clock()
+            name = self.service_named(service) or DEFAULT_SERVICE
+            state = await self.live.reserve(agent_id, key, name, now)
+            if state is None:
+                return False
+            self.board_agent(agent_id, state)
+            self._connections[key] = Connection(agent_id, name, by_routing=False)
+            return True
+
+    async def release_outbound(self, agent_id: str, key: CallKey, reason: str) -> None:
+        """Undo ``reserve_outbound`` when nothing was dialled."""
+        async with self._lock:
+            self._connections.pop(key, None)
+            state = await self.live.get_agent(agent_id)
+            if state is not None and state.status is AgentStatus.RESERVED and state.call == key:
+                await self._agent_event(agent_id, CancelReservation(reason), self.clock())
 
 
 def agent_from_config(

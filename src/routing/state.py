@@ -12,6 +12,8 @@ The contract both keep:
   routes its call again.
 * ``take_call`` removes a waiting call and returns it to exactly one caller.
 * The decision log keeps the newest ``decision_log_size`` decisions.
+* What call control has done to a live call (``CallControlState``: held, a transfer or a
+  consultation under way) is kept per call, so another node or a restarted platform knows it.
 """
 
 from __future__ import annotations
@@ -29,13 +31,19 @@ from routing.model import (
     AgentEvent,
     AgentState,
     AgentStatus,
+    CallControlState,
+    HeldCall,
     InvalidTransition,
     Overflow,
     OverflowKind,
+    PendingTransfer,
     Relaxed,
     Reserve,
     SkillNeed,
     StatusMark,
+    Target,
+    TargetKind,
+    TransferMode,
     WaitingCall,
     transition,
 )
@@ -78,6 +86,19 @@ class LiveState(Protocol):
 
     async def record_decision(self, decision: Decision) -> None: ...
 
+    async def put_call_control(self, key: CallKey, control: CallControlState) -> None:
+        """Store what call control has done to a live call (held, a transfer or consultation under
+        way, ...), replacing what was there; an empty record removes it."""
+        ...
+
+    async def call_control(self, key: CallKey) -> CallControlState | None:
+        """What call control has done to the call; ``None`` if nothing (or nothing any more)."""
+        ...
+
+    async def call_controls(self) -> dict[CallKey, CallControlState]:
+        """Every call under control (a restarted platform takes them up)."""
+        ...
+
     async def recent_decisions(self, limit: int = 100) -> list[Decision]:
         """The newest decisions first."""
         ...
@@ -98,6 +119,7 @@ class InProcessLiveState:
         self._agents: dict[str, AgentState] = {}
         self._calls: dict[CallKey, WaitingCall] = {}
         self._decisions: list[Decision] = []
+        self._controls: dict[CallKey, CallControlState] = {}
         self._log_size = decision_log_size
 
     async def get_agent(self, agent_id: str) -> AgentState | None:
@@ -139,6 +161,18 @@ class InProcessLiveState:
     async def recent_decisions(self, limit: int = 100) -> list[Decision]:
         return self._decisions[::-1][:limit]
 
+    async def put_call_control(self, key: CallKey, control: CallControlState) -> None:
+        if control.empty:
+            self._controls.pop(key, None)
+        else:
+            self._controls[key] = control
+
+    async def call_control(self, key: CallKey) -> CallControlState | None:
+        return self._controls.get(key)
+
+    async def call_controls(self) -> dict[CallKey, CallControlState]:
+        return dict(self._controls)
+
     async def close(self) -> None:
         return None
 
@@ -148,7 +182,8 @@ class RedisLiveState:
 
     Keys: ``{prefix}:agent:{id}`` (one JSON state per agent, so a transaction on one agent never
     conflicts with another), ``{prefix}:agents`` (the set of ids), ``{prefix}:calls`` (a hash of
-    waiting calls) and ``{prefix}:decisions`` (a capped list, newest first). Agent changes are
+    waiting calls), ``{prefix}:control`` (a hash of calls under call control: held, transferring)
+    and ``{prefix}:decisions`` (a capped list, newest first). Agent changes are
     optimistic transactions (WATCH the agent's key, check with the state machine, MULTI/EXEC, retry
     if another node wrote in between), so the state machine's rules hold across nodes.
     """
@@ -162,6 +197,7 @@ class RedisLiveState:
         self._agents_key = f"{prefix}:agents"
         self._calls_key = f"{prefix}:calls"
         self._decisions_key = f"{prefix}:decisions"
+        self._controls_key = f"{prefix}:control"
 
     @classmethod
     def from_url(cls, url: str, prefix: str = "cti:routing", **kwargs: Any) -> RedisLiveState:
@@ -245,6 +281,21 @@ class RedisLiveState:
         raws = await self._redis.lrange(self._decisions_key, 0, max(0, limit - 1)) if limit > 0 else []
         return [decision_from_json(raw) for raw in raws]
 
+    async def put_call_control(self, key: CallKey, control: CallControlState) -> None:
+        field = self._call_field(key)
+        if control.empty:
+            await self._redis.hdel(self._controls_key, field)
+        else:
+            await self._redis.hset(self._controls_key, field, call_control_to_json(control))
+
+    async def call_control(self, key: CallKey) -> CallControlState | None:
+        raw = await self._redis.hget(self._controls_key, self._call_field(key))
+        return call_control_from_json(raw) if raw is not None else None
+
+    async def call_controls(self) -> dict[CallKey, CallControlState]:
+        found = await self._redis.hgetall(self._controls_key)
+        return {_parse_call_field(f): call_control_from_json(raw) for f, raw in found.items()}
+
     async def close(self) -> None:
         await self._redis.aclose()
 
@@ -270,6 +321,11 @@ def _parse_key(value: list[str] | None) -> CallKey | None:
     return CallKey(value[0], value[1]) if value is not None else None
 
 
+def _parse_call_field(raw: str | bytes) -> CallKey:
+    pbx, linkedid = json.loads(raw)
+    return CallKey(pbx, linkedid)
+
+
 def _dumps(value: Mapping[str, Any]) -> str:
     return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
 
@@ -290,6 +346,8 @@ def agent_state_to_json(state: AgentState) -> str:
             "logged_in_at": _time(state.logged_in_at),
             "logged_in_seconds": state.logged_in_seconds,
             "history": [[m.status.value, _time(m.at), m.reason, _key(m.call), m.by] for m in state.history],
+            "reserved_for": _key(state.reserved_for),
+            "reserved_service": state.reserved_service,
         }
     )
 
@@ -315,6 +373,9 @@ def agent_state_from_json(raw: str | bytes) -> AgentState:
             StatusMark(AgentStatus(status), datetime.fromisoformat(at), reason, _parse_key(call), by)
             for status, at, reason, call, by in d["history"]
         ),
+        # Absent in values written before reservations ahead existed.
+        reserved_for=_parse_key(d.get("reserved_for")),
+        reserved_service=d.get("reserved_service"),
     )
 
 
@@ -397,4 +458,55 @@ def decision_from_json(raw: str | bytes) -> Decision:
         candidates=tuple(Candidate(*c) for c in d["candidates"]),
         candidates_total=d["candidates_total"],
         calls_considered=d["calls_considered"],
+    )
+
+
+def call_control_to_json(control: CallControlState) -> str:
+    held, transfer = control.held, control.transfer
+    return _dumps(
+        {
+            "held": [held.agent_id, held.agent_channel, _time(held.since)] if held else None,
+            "transfer": (
+                {
+                    "mode": transfer.mode.value,
+                    "target": [transfer.target.kind.value, transfer.target.value],
+                    "from_agent": transfer.from_agent,
+                    "agent_channel": transfer.agent_channel,
+                    "since": _time(transfer.since),
+                    "target_leg_seen": transfer.target_leg_seen,
+                    "completing": transfer.completing,
+                    "outcome_unknown": transfer.outcome_unknown,
+                }
+                if transfer
+                else None
+            ),
+            "moved_to_service": control.moved_to_service,
+            "left": control.left,
+            "controlled": control.controlled,
+        }
+    )
+
+
+def call_control_from_json(raw: str | bytes) -> CallControlState:
+    d = json.loads(raw)
+    held, transfer = d["held"], d["transfer"]
+    return CallControlState(
+        held=HeldCall(held[0], held[1], datetime.fromisoformat(held[2])) if held else None,
+        transfer=(
+            PendingTransfer(
+                mode=TransferMode(transfer["mode"]),
+                target=Target(TargetKind(transfer["target"][0]), transfer["target"][1]),
+                from_agent=transfer["from_agent"],
+                agent_channel=transfer["agent_channel"],
+                since=datetime.fromisoformat(transfer["since"]),
+                target_leg_seen=transfer["target_leg_seen"],
+                completing=transfer["completing"],
+                outcome_unknown=transfer.get("outcome_unknown", False),
+            )
+            if transfer
+            else None
+        ),
+        moved_to_service=d["moved_to_service"],
+        left=d["left"],
+        controlled=d["controlled"],
     )

@@ -422,3 +422,14 @@ class WaitingHooks(Protocol):
 
     async def overflow(self, call: WaitingCall, target: Overflow, now: datetime) -> bool:
         """Carry out an overflow to voicemail or a callback; False leaves the caller in line."""
+
+    def dial_ahead(self, call: WaitingCall) -> float:
+        """How many seconds before an agent's wrap-up ends ``call`` may be dialled for them (a queue
+        callback, by its service); 0: not before the agent is free (every caller on hold)."""
+
+    def dial_ahead_max(self) -> float:
+        """The largest ``dial_ahead`` of any call waiting now; 0 when nothing can be dialled ahead."""
+
+    async def reservation_dropped(self, agent_id: str, key: CallKey, now: datetime) -> None:
+        """The agent reserved ahead for ``key`` left their wrap-up another way (not ready, logged
+        out): stop dialling and put the call back in line with its place."""

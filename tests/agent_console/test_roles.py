@@ -80,6 +80,23 @@ DISPOSITION = {"disposition": "resolved", "notes": "已处理"}
         ("GET", "/api/console/voicemails/99/audio", None, {Role.AGENT, Role.SUPERVISOR, Role.ADMIN}, 404),
         ("POST", "/console/logout", None, {Role.AGENT, Role.SUPERVISOR, Role.ADMIN}, 204),
         ("GET", "/api/dialer/campaigns/none/live", None, {Role.SUPERVISOR, Role.ADMIN}, 404),  # no campaign
+        # Campaign calls at the agent's desk (dialer.agent_api): a call that is not a campaign call,
+        # preview for the signed-in agent only, campaigns that do not exist.
+        ("GET", "/api/dialer/calls/pbx1/1700000000.1/lead", None,
+         {Role.AGENT, Role.SUPERVISOR, Role.ADMIN}, 404),
+        ("POST", "/api/dialer/calls/pbx1/1700000000.1/disposition", {"disposition": "sale"},
+         {Role.AGENT, Role.SUPERVISOR, Role.ADMIN}, 404),
+        ("GET", "/api/dialer/preview/1001/campaigns", None, {Role.AGENT}, 200),
+        ("POST", "/api/dialer/preview/1001/next", {"campaign_id": "nope"}, {Role.AGENT}, 404),
+        ("POST", "/api/dialer/preview/1001/dial", {"lead_id": 1}, {Role.AGENT}, 409),  # holds no lead
+        ("POST", "/api/dialer/preview/1001/skip", {"lead_id": 1}, {Role.AGENT}, 409),
+        ("GET", "/api/dialer/campaigns/nope/dispositions", None,
+         {Role.AGENT, Role.SUPERVISOR, Role.ADMIN}, 404),
+        ("PUT", "/api/dialer/campaigns/nope/dispositions",
+         {"codes": [{"code": "dnc", "label": "勿扰", "action": "do_not_call"}]}, {Role.ADMIN}, 404),
+        ("POST", "/api/dialer/campaigns/nope/start", None, {Role.SUPERVISOR, Role.ADMIN}, 404),
+        ("POST", "/api/dialer/campaigns/nope/stop", None, {Role.SUPERVISOR, Role.ADMIN}, 404),
+        ("GET", "/api/dialer/campaigns/nope/panel", None, {Role.SUPERVISOR, Role.ADMIN}, 404),
     ],
 )  # fmt: skip
 @pytest.mark.parametrize("role", ROLES)
@@ -190,3 +207,20 @@ async def test_voicemail_sound_is_served_only_from_the_voicemail_folder(platform
     assert inside.headers["content-type"] == "audio/mpeg"
     outside = await call(platform, "GET", "/api/console/voicemails/2/audio", Role.AGENT)
     assert outside.status_code == 404
+
+
+async def test_the_campaign_partials_and_their_scripts_are_served_with_the_pages(platform: Platform) -> None:
+    agent_page = await call(
+        platform, "GET", "/console", None, cookies={SESSION_COOKIE: token(platform, Role.AGENT)}
+    )
+    assert 'id="campaign-lead"' in agent_page.text and 'id="preview-panel"' in agent_page.text
+    assert '<script src="/console/static/campaign.js" defer>' in agent_page.text
+    boss = await call(
+        platform, "GET", "/supervisor", None, cookies={SESSION_COOKIE: token(platform, Role.SUPERVISOR)}
+    )
+    assert 'id="campaigns-panel"' in boss.text and "campaign_panel.js" in boss.text
+    for name in ("campaign.js", "campaign_panel.js"):
+        script = await call(platform, "GET", f"/console/static/{name}", None)
+        assert script.status_code == 200 and script.headers["content-type"].startswith("text/javascript")
+        # Network text goes into the page as text, never as markup.
+        assert "innerHTML" not in script.text and "insertAdjacentHTML" not in script.text

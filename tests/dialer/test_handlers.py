@@ -76,3 +76,16 @@ async def test_ended_campaign_calls_close_their_attempts(store: CrmCampaignStore
     assert (a.status, a.done_reason) == ("done", "final outcome: connected")
     assert (b.status, b.next_attempt_at) == ("scheduled", T0 + timedelta(seconds=3) + timedelta(minutes=15))
     assert [x.outcome for x in await store.attempts(b.lead.id)] == [Outcome.BUSY]
+
+
+async def test_a_call_closed_without_wrap_up_closes_its_attempt_once(store: CrmCampaignStore) -> None:
+    """With no wrap-up the call model closes a call at once: ``CLOSED`` is the only end it publishes."""
+    first, _ = await store.leads("renewals", None, 10, 0)
+    await store.begin_attempt(first.lead.id, "dial-c", T0)
+    follower = AttemptFollower(store, lambda: {"renewals": CAMPAIGN})
+    follower.pending["dial-c"] = first.lead.id
+    ended = snapshot("dial-c", phase=CallPhase.ENDED, answered=4.0, connected=4.5, ended=60.0)
+    assert await follower.handle(change(ended, ChangeKind.CLOSED)) is Outcome.CONNECTED
+    # A CLOSED after the ENDED (a call that had wrap-up) finds nothing left to close.
+    assert await follower.handle(change(ended, ChangeKind.CLOSED)) is None
+    assert [a.outcome for a in await store.attempts(first.lead.id)] == [Outcome.CONNECTED]

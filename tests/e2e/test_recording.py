@@ -19,11 +19,14 @@ import wave
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
+from unittest.mock import ANY
 
 import pytest
 from tests.support import sipp
 from tests.support.platform import PlatformApi, PlatformProcess
 from tests.support.sandbox import SIPP_PORT_BASE, SandboxPbx
+
+from sandbox.traffic import DTMF_PCAPS, SCENARIOS, _start_phone
 
 pytestmark = [pytest.mark.sandbox]
 
@@ -198,6 +201,116 @@ async def test_a_recorded_call_paused_for_a_card_capture_is_filed_on_the_record(
         f"pause confirmed by Asterisk in {confirmed_in * 1000:.0f} ms; recording {seconds:.2f} s; "
         f"silent span {length / 10:.1f} s for a pause of {paused_for:.2f} s"
     )
+
+
+async def speaking_agent_phone(port: int, media_port: int, folder: Path) -> sipp.SippProcess:
+    """An agent's phone that answers in A-law and speaks (SIPp's speech recording, back to back)
+    for a minute. Why the agent must speak too: the PBX's recorder mixes what the caller says and
+    what they hear, and drops the caller's audio to stay in step when they hear nothing at all, so
+    with a silent agent a file holds about half of the conversation's length."""
+    text = (SCENARIOS / "uas_agent.xml").read_text(encoding="utf-8")
+    speech = "".join(
+        f'<nop><action><exec play_pcap_audio="{DTMF_PCAPS / "g711a.pcap"}"/></action></nop>'
+        '<pause milliseconds="7000"/>'
+        for _ in range(9)
+    )
+    for old, new in (("<pause/>", speech), ("RTP/AVP 0", "RTP/AVP 8"), ("rtpmap:0 PCMU", "rtpmap:8 PCMA")):
+        assert old in text, f"uas_agent.xml changed: {old!r} is gone"
+        text = text.replace(old, new)
+    scenario = folder / f"uas_speaking_{port}.xml"
+    scenario.write_text(text, encoding="utf-8")
+    # The sandbox's own starter of agents' phones (an absolute scenario path is taken as is).
+    return await _start_phone(str(scenario), [], port, media_port)
+
+
+async def test_one_recording_covers_the_call_through_a_hold_and_a_blind_transfer(
+    sandbox_pbx: SandboxPbx, api: Api, tmp_path: Path
+) -> None:
+    """The caller and the agents speak throughout; 1001 holds, resumes, and blind-transfers to 1002,
+    who hangs up.
+    One file for the whole call (MixMonitor is on the caller's channel and goes with it through the
+    redirects), filed once. It keeps what the caller said while bridged to an agent (the ``b``
+    option): the hold music and the target's ringing are not in it, both conversations are."""
+    ani = "13800000452"
+    await api.request("admin", "PUT", "/api/routing/agents/1002", json={"name": "agent 1002"})
+    customer = await api.request(
+        "admin", "POST", "/api/customers", json={"name": "李娜", "phones": [{"number": ani}]}
+    )
+    phones = []
+    for agent in sandbox_pbx.agents:
+        phones.append(await speaking_agent_phone(agent.port, next(_ports), tmp_path))
+    caller = None
+
+    async def status(agent_id: str, wanted: str) -> bool:
+        state = await api.request("admin", "GET", f"/api/routing/agents/{agent_id}")
+        return bool(state["state"]["status"] == wanted)
+
+    try:
+        await api.request("1001", "POST", "/api/routing/agents/1001/login")
+        await api.request("1001", "POST", "/api/routing/agents/1001/ready")
+        port = next(_ports)
+        caller = await sipp.call_with_keys(
+            pbx_port=sandbox_pbx.sip_port, dnis=sandbox_pbx.hold_dnis, caller=sipp.Caller("李娜", ani),
+            keys=[(1000, sipp.VOICE)] + [(7000, sipp.VOICE)] * 5, port=port, media_port=port + 4,
+            hold_ms=60_000,
+        )  # fmt: skip
+        await api.wait_for("agent 1001 on the call", lambda: status("1001", "on_call"))
+        answered = time.monotonic()
+        await asyncio.sleep(3.0)
+        assert await api.request("1001", "POST", "/api/agents/1001/call/hold") == {
+            "call": ANY, "agent_id": "1001", "state": "held", "target": None,
+        }  # fmt: skip
+        held = time.monotonic()
+        await asyncio.sleep(4.0)  # music for the caller: not a conversation, not in the file
+        resuming = time.monotonic()
+        await api.request("1001", "POST", "/api/agents/1001/call/resume")
+        resumed = time.monotonic()
+        await asyncio.sleep(3.0)
+        await api.request("1002", "POST", "/api/routing/agents/1002/login")
+        await api.request("1002", "POST", "/api/routing/agents/1002/ready")
+        transferring = time.monotonic()
+        await api.request(
+            "1001", "POST", "/api/agents/1001/call/transfer", json={"mode": "blind", "to": {"agent": "1002"}}
+        )
+        await api.wait_for("agent 1002 on the call", lambda: status("1002", "on_call"))
+        with_1002 = time.monotonic()
+        await asyncio.sleep(4.0)
+        hanging_up = time.monotonic()
+        await api.request("1002", "POST", "/api/agents/1002/call/hangup")
+        hung_up = time.monotonic()
+        await caller.wait(30)
+    finally:
+        for phone in phones:
+            await phone.stop()
+        if caller is not None and not caller.done:
+            await caller.stop()
+
+    async def filed() -> list[dict[str, Any]]:
+        return list(
+            await api.request("admin", "GET", "/api/recordings", params={"customer_id": customer["id"]})
+        )
+
+    (recording,) = await api.wait_for("the recording filed", filed)
+    assert recording["status"] == "ok" and recording["agent"] == "1002"  # the agent who had it last
+    linkedid = recording["call"].split("/")[1]
+    (row,) = await api.request("admin", "GET", "/api/calls", params={"ani": ani})  # one row, one file
+    assert row["linkedid"] == linkedid and recording["call_log_id"] == row["id"]
+    assert row["recording_seconds"] == pytest.approx(recording["duration_seconds"])
+    detail = await api.request("admin", "GET", f"/api/customers/{customer['id']}")
+    assert [r["id"] for r in detail["recordings"]] == [recording["id"]]
+    # What the file covers. At least every stretch we saw bridged: before the hold, after the
+    # resume, with 1002 ...
+    talked = (held - answered) + (transferring - resumed) + (hanging_up - with_1002)
+    seconds = recording["duration_seconds"]
+    assert seconds >= talked - 1.0, (seconds, talked)
+    # ... and not the hold: at most the call's length (from when 1001 was seen answering, less
+    # the one poll that took) without the time the caller certainly heard music.
+    assert seconds <= (hung_up - answered) - (resuming - held) + 1.5, (seconds, hung_up - answered)
+    # The caller is heard in the file after the transfer: its last seconds are not silent.
+    silent, length = _silent_runs(sandbox_pbx.instance_dir / "spool" / "monitor" / f"{linkedid}.wav")
+    assert length == pytest.approx(seconds, abs=0.1)
+    assert not all(silent[-30:]), silent
+    print(f"recording {seconds:.2f} s for {talked:.2f} s seen talking and {resuming - held:.2f} s on hold")
 
 
 async def test_the_platform_user_cannot_read_configuration(sandbox_pbx: SandboxPbx) -> None:

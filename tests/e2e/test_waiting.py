@@ -17,6 +17,7 @@ import itertools
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import replace
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -361,6 +362,61 @@ async def test_past_the_maximum_wait_the_caller_is_promised_a_callback_that_keep
     assert row["agent"] == "1001" and row["connected_at"] is not None
     answered = await recorder.wait_for(lambda m: m.get("UserEvent") == "CallbackAnswered", 5)
     assert (answered["Agent"], answered["Task"]) == ("1001", str(task["id"]))
+
+
+async def test_a_callback_is_dialled_while_its_agent_is_still_wrapping_up(
+    waiting_pbx: SandboxPbx, platform_factory, recorder: AmiRecorder, sipps: list[sipp.SippProcess]
+) -> None:
+    # Wrap-up lasts 15 s and callbacks are dialled up to 10 s before it ends: the customer's phone
+    # rings about 5 s into the agent's wrap-up.
+    api = await platform_factory(
+        {"CTI_ROUTING__CALLBACK_DIAL_AHEAD_SECONDS": "10"},
+        max_wait_seconds=3, overflow={"kind": "callback", "target": ""}, wrap_up_seconds=15,
+    )  # fmt: skip
+    customer_phone = await sipp.start_agent_phone(port=OUTSIDE_PORT, media_port=next(_ports), talk_ms=3000)
+    sipps.append(customer_phone)
+    agent_phone = await phone(waiting_pbx, "1001", talk_ms=4000)
+    sipps.append(agent_phone)
+    await api.agent("1001", "login")
+    await api.agent("1001", "ready")
+    first = await place(waiting_pbx, "13800000061")  # talks to 1001 for 4 s
+    sipps.append(first)
+    await api.until("1001 on the first call", lambda: _status(api, "1001", "on_call"))
+    second = await place(waiting_pbx, "13800000062")  # overflows to a callback after 3 s
+    sipps.append(second)
+    (task,) = await api.until("the callback booked", lambda: _callbacks(api), timeout=30)
+    wrapping = await api.until("1001 wrapping up", lambda: _state_if(api, "1001", "wrap_up"))
+    wrap_up_ends = datetime.fromisoformat(wrapping["wrap_up_until"])
+    # The customer's phone rings (Asterisk's outbound channel, the ChannelId the platform chose)
+    # while the agent is still wrapping up.
+    ringing = await recorder.wait_for(
+        lambda m: m.get("Event") == "Newstate" and m.get("Uniqueid", "").startswith("cti-cb-")
+        and m.get("ChannelStateDesc") == "Ringing",
+        30,
+    )  # fmt: skip
+    rang_at = datetime.now(UTC)
+    assert rang_at < wrap_up_ends, (rang_at, wrap_up_ends)
+    done = await api.until("the callback done", lambda: _callbacks(api, "done"), timeout=40)
+    (task,) = done
+    assert task["handled_call_key"].endswith(ringing["Uniqueid"])
+    # Why, in the decision log: the agent was about to be free and this was their next call.
+    (ahead,) = [d for d in await api.get("/api/routing/decisions") if d["trigger"] == "agent_about_free"]
+    assert ahead["agent_id"] == "1001" and ahead["call"].endswith(f"callback-{task['id']}")
+    assert ahead["rule"].startswith("dial_ahead: agent 1001's wrap-up ends in")
+    # The agent was reserved for it during the wrap-up, and the customer answering ended the
+    # wrap-up early: the agent's phone rang at once (docs/routing.md says why).
+    history = (await api.get("/api/routing/agents/1001"))["state"]["history"]
+    marks = [(m["status"], m["reason"]) for m in history]
+    reserved = marks.index(("wrap_up", "reserved_ahead"))
+    assert marks[reserved + 1] == ("reserved", "reserved_ahead")
+    assert datetime.fromisoformat(history[reserved + 1]["at"]) < wrap_up_ends
+    row = await api.until("the callback's call log", lambda: _call_log(api, ringing["Uniqueid"]), timeout=20)
+    assert row["agent"] == "1001"
+
+
+async def _state_if(api: Api, agent_id: str, status: str) -> dict[str, Any] | None:
+    state = (await api.get(f"/api/routing/agents/{agent_id}"))["state"]
+    return dict(state) if state["status"] == status else None
 
 
 async def _callbacks(api: Api, status: str = "pending") -> list[dict[str, Any]] | None:

@@ -12,7 +12,7 @@ import pytest
 
 from cti.bus import Bus
 from cti.model import AgentOffered, CallKey, CallPhase, CallSnapshot, ChangeKind, Direction, PhaseMark
-from cti.ports import ActionOutcomeUnknown
+from cti.ports import ActionFailed, ActionOutcomeUnknown
 from routing import handlers
 from routing.callbacks import (
     CallbackPorts,
@@ -27,7 +27,10 @@ from routing.model import (
     Agent,
     AgentState,
     AgentStatus,
+    ForceNotReady,
     Login,
+    Logout,
+    NotReady,
     Overflow,
     OverflowKind,
     Ready,
@@ -35,7 +38,7 @@ from routing.model import (
     SkillNeed,
     WaitingCall,
 )
-from routing.policy import Outcome, RoutingBoard
+from routing.policy import Outcome, RoutingBoard, Trigger
 from routing.service import RoutingService
 from routing.state import InProcessLiveState
 from tests.routing.test_service import Clock, Harness, RecordingSink
@@ -365,3 +368,155 @@ async def test_an_agent_who_lets_the_callback_ring_out_goes_not_ready_and_it_wai
     (waiting,) = await h.service.live.waiting_calls()
     assert waiting.key == key and waiting.avoid == frozenset({"1001"}) and waiting.enqueued_at == T0
     assert tasks.finished == []
+
+
+# --- dialled ahead: an agent about to be free ---------------------------------------------------------
+# The service's wrap-up is 20 s and callbacks are dialled up to 10 s before an agent's wrap-up ends.
+
+
+@pytest.fixture
+async def ahead():
+    clock, link, tasks = Clock(), Link(), Tasks()
+    service = RoutingService(
+        subscription=handlers.subscribe(Bus()), live=InProcessLiveState(), actions=link,
+        directory=InMemoryDirectory({1: ("8000", "support")}), clock=clock, default_wrap_up_seconds=0,
+    )  # fmt: skip
+    callbacks = QueueCallbacks(
+        service, tasks.ports(), link, "pbx1", max_attempts=3, retry_seconds=10, dial_ahead_seconds=10
+    )
+    await service._load(clock())
+    overflow = Overflow(OverflowKind.CALLBACK, "")
+    routing = ServiceRouting(
+        "", needs=(SkillNeed("mandarin"),), max_wait_seconds=60, overflow=overflow, wrap_up_seconds=20
+    )
+    await service.save_service(1, routing)
+    await service.save_agent(AgentProfile(Agent("1001", "李娜", {"mandarin": 8})))
+    h = Harness(clock, link, service)
+    yield h, link, tasks
+    await callbacks.close()
+
+
+async def wrapping_up_with_a_callback_waiting(h: Harness, link: Link) -> None:
+    """1001 talks to caller 1 while caller 2 overflows to a callback (kept at caller 2's place, T0);
+    caller 1 hangs up at 61 s: 1001 wraps up until 81 s."""
+    await h.service.change_agent("1001", Login())
+    await h.service.change_agent("1001", Ready())
+    first = h.call(1)
+    await h.feed(first)
+    talking = h.step(h.step(first, CallPhase.RINGING_AGENT, "1001"), CallPhase.TALKING, "1001")
+    await h.feed(talking)
+    await h.feed(h.call(2))
+    await h.tick(61)
+    assert [c.key.linkedid for c in await h.service.live.waiting_calls()] == ["callback-100"]
+    await h.feed(replace(h.step(talking, CallPhase.ENDED, "1001"), ended_at=h.clock()), ChangeKind.ENDED)
+    state = await h.service.agent_state("1001")
+    assert (state.status, state.wrap_up_until) == (AgentStatus.WRAP_UP, at(81))
+
+
+async def reserved_ahead(h: Harness, link: Link) -> str:
+    await wrapping_up_with_a_callback_waiting(h, link)
+    # The router wakes when the dial-ahead time opens: 10 s before the wrap-up ends.
+    assert h.service._seconds_to_next_wake() == pytest.approx(10, abs=0.01)
+    await h.tick(9.9)
+    await settle()
+    assert link.originates() == []  # 10.1 s left: not yet
+    await h.tick(0.1)
+    await settle()
+    (originate,) = link.originates()
+    return originate["ChannelId"]
+
+
+async def test_a_callback_is_dialled_when_its_agent_is_about_to_be_free_and_they_are_reserved_for_it(
+    ahead,
+) -> None:
+    h, link, tasks = ahead
+    channel_id = await reserved_ahead(h, link)
+    state = await h.service.agent_state("1001")
+    # Still wrapping up, reserved for the customer's call, and the reservation says why.
+    assert (state.status, state.wrap_up_until) == (AgentStatus.WRAP_UP, at(81))
+    assert state.reserved_for == CallKey("pbx1", channel_id) and state.history[-1].reason == "reserved_ahead"
+    assert await h.service.live.waiting_calls() == []
+    (decision, *_) = await h.service.decisions()
+    assert decision.trigger is Trigger.AGENT_ABOUT_FREE and decision.agent_id == "1001"
+    assert decision.call == CallKey("pbx1", "callback-100")
+    assert "wrap-up ends in 10.0 s" in decision.rule
+    # Nothing else is offered to them meanwhile, even once their wrap-up is over.
+    await h.feed(h.call(3))
+    await h.tick(10)
+    state = await h.service.agent_state("1001")
+    assert (state.status, state.call, state.reason) == (
+        AgentStatus.RESERVED, CallKey("pbx1", channel_id), "reserved_ahead",
+    )  # fmt: skip
+    assert link.redirects() == [("PJSIP/trunk-00000001", "1001"), ("PJSIP/trunk-00000002", "callback")]
+    # The customer answers after the wrap-up ended: the agent's phone rings, and they talk.
+    await h.feed(customer_call(h, channel_id, CallPhase.RINGING_AGENT, "1001"))
+    await h.feed(customer_call(h, channel_id, CallPhase.TALKING, "1001"))
+    await settle()
+    assert await h.state("1001") is AgentStatus.ON_CALL
+    assert tasks.finished == [(100, "done", f"pbx1/{channel_id}")]
+
+
+async def test_a_customer_who_answers_before_the_wrap_up_ends_is_put_through_at_once(ahead) -> None:
+    h, link, tasks = ahead
+    channel_id = await reserved_ahead(h, link)
+    await h.tick(4)  # 6 s of wrap-up left: the customer answers, the dialplan rings the agent
+    await h.feed(customer_call(h, channel_id, CallPhase.RINGING_AGENT, "1001"))
+    state = await h.service.agent_state("1001")
+    assert (state.status, state.since, state.call) == (
+        AgentStatus.RESERVED,
+        at(75),
+        CallKey("pbx1", channel_id),
+    )
+    await h.feed(customer_call(h, channel_id, CallPhase.TALKING, "1001"))
+    await settle()
+    assert await h.state("1001") is AgentStatus.ON_CALL
+    assert tasks.finished == [(100, "done", f"pbx1/{channel_id}")]
+
+
+async def test_no_answer_releases_the_agent_and_the_callback_goes_back_with_its_place(ahead) -> None:
+    h, link, tasks = ahead
+    channel_id = await reserved_ahead(h, link)
+    await h.tick(5)
+    await h.feed(replace(customer_call(h, channel_id, CallPhase.ENDED), ended_at=h.clock()), ChangeKind.ENDED)
+    state = await h.service.agent_state("1001")
+    # The wrap-up goes on to its end, without the reservation; the callback waits its retry.
+    assert (state.status, state.wrap_up_until, state.reserved_for) == (AgentStatus.WRAP_UP, at(81), None)
+    assert state.history[-1].reason == "customer_not_reached"
+    await h.tick(10)
+    await settle()
+    assert await h.state("1001") is AgentStatus.RESERVED  # the retry is dialled for the ready agent
+    (waiting_for_retry,) = [o for o in link.originates() if o["ChannelId"] != channel_id]
+    assert waiting_for_retry["Channel"] == "PJSIP/+8613800138002@outside"
+    assert tasks.finished == []
+
+
+@pytest.mark.parametrize("event", [NotReady("lunch"), Logout(), ForceNotReady("coaching", "sup-9")])
+async def test_leaving_the_wrap_up_cancels_the_reservation_and_the_dial(ahead, event) -> None:
+    h, link, tasks = ahead
+    channel_id = await reserved_ahead(h, link)
+    await h.service.change_agent("1001", event)
+    await settle()
+    state = await h.service.agent_state("1001")
+    assert state.status in (AgentStatus.NOT_READY, AgentStatus.LOGGED_OUT) and state.reserved_for is None
+    # The customer's phone stops ringing (hung up by its ChannelId) and the callback is back in
+    # line with its place and its attempts, for the next agent.
+    assert link.sent[-1] == ("Hangup", {"Channel": channel_id, "Cause": "16"})
+    (waiting,) = await h.service.live.waiting_calls()
+    assert (waiting.key.linkedid, waiting.enqueued_at, waiting.attempts) == ("callback-100", T0, 0)
+    await h.service.save_agent(AgentProfile(Agent("1002", "王芳", {"mandarin": 3})))
+    await h.service.change_agent("1002", Login())
+    await h.service.change_agent("1002", Ready())
+    await settle()
+    assert [o["Exten"] for o in link.originates()] == ["1001", "1002"]
+    assert tasks.finished == []
+
+
+async def test_a_dial_withdrawn_before_its_channel_showed_is_hung_up_when_it_does(ahead) -> None:
+    h, link, _ = ahead
+    channel_id = await reserved_ahead(h, link)
+    link.fail_next.append(ActionFailed("Hangup", "No such channel"))
+    await h.service.change_agent("1001", NotReady("lunch"))
+    await settle()
+    await h.feed(customer_call(h, channel_id, CallPhase.ARRIVING))
+    await settle()
+    assert link.sent[-1] == ("Hangup", {"Channel": f"PJSIP/outside-{channel_id}", "Cause": "16"})

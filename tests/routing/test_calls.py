@@ -4,6 +4,7 @@ snapshots and an action sink that records (the same harness as ``test_service``)
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import replace
 from datetime import timedelta
 from typing import Any
@@ -22,9 +23,6 @@ from routing.calls import (
     NotSent,
     OutcomeUnknown,
     Refused,
-    Target,
-    TargetKind,
-    TransferMode,
     agent_leg,
     attended_transfer_action,
     blind_transfer_action,
@@ -35,15 +33,28 @@ from routing.calls import (
     hold_action,
     outside_digits,
     resume_action,
+    transfer_not_done,
 )
 from routing.directory import AgentProfile, InMemoryDirectory
-from routing.model import Agent, AgentStatus, ServiceRouting, SkillNeed
+from routing.model import (
+    Agent,
+    AgentStatus,
+    HeldCall,
+    ServiceRouting,
+    SkillNeed,
+    Target,
+    TargetKind,
+    TransferMode,
+)
 from routing.service import RoutingService
 from routing.state import InProcessLiveState
 from tests.routing.test_api import call, platform
 from tests.routing.test_service import Clock, Harness, RecordingSink, ready
+from tests.routing.test_state import nodes
 
-__all__ = ["platform"]  # the real app's fixture, shared with test_api
+# The real app's fixture, shared with test_api; the live-state views (in process, and a real Redis)
+# shared with test_state.
+__all__ = ["nodes", "platform"]
 
 CALLER = "PJSIP/trunk-00000001"
 LEG = "PJSIP/1001-0000000a"
@@ -496,3 +507,220 @@ async def test_routing_health_is_in_the_platform_health_details(platform: Platfo
         assert routing[key] == 0
     assert routing["paused"] is False
     assert routing["call_control_actions_unknown"] == 0
+
+
+# ---------------------------------------------------------------------- hold and transfer in the live state
+
+
+async def harness_on(live) -> Harness:
+    """The fixture ``h``'s router on the given live state (in process, or a real Redis)."""
+    clock, sink = Clock(), RecordingSink()
+    directory = InMemoryDirectory({1: ("8000", "support"), 2: ("8001", "sales")})
+    service = RoutingService(
+        subscription=handlers.subscribe(Bus()), live=live, actions=sink, directory=directory, clock=clock,
+        default_wrap_up_seconds=5,
+    )  # fmt: skip
+    await service._load(clock())
+    await service.save_service(1, ServiceRouting("", needs=(SkillNeed("mandarin", 1),), wrap_up_seconds=20))
+    await service.save_agent(AgentProfile(Agent("1001", "李娜", {"mandarin": 8})))
+    await service.save_agent(AgentProfile(Agent("1002", "Bob", {"mandarin": 6})))
+    return Harness(clock, sink, service)
+
+
+async def restarted(h: Harness, live) -> Harness:
+    """Another router (a restarted platform, or another node) on the same live state and PBX."""
+    sink = RecordingSink()
+    service = RoutingService(
+        subscription=handlers.subscribe(Bus()), live=live, actions=sink, directory=h.service.directory,
+        clock=h.clock, default_wrap_up_seconds=5,
+    )  # fmt: skip
+    await service._load(h.clock())
+    return Harness(h.clock, sink, service)
+
+
+async def test_a_held_call_is_known_to_another_node_and_resumed_after_a_restart(nodes) -> None:
+    h = await harness_on(nodes())
+    snap = await talking(h)
+    await h.service.control.hold("1001")
+    other = nodes()
+    held = await other.call_control(snap.key)
+    assert held is not None and held.held == HeldCall("1001", LEG, h.clock()) and held.controlled
+    # The platform restarts with the caller still on hold: it knows, and the agent can resume.
+    after = await restarted(h, nodes())
+    assert after.service.control.held(snap.key)
+    await after.feed(snap)  # the call as Asterisk shows it at the resync
+    assert (await after.service.control.resume("1001")).state == "talking"
+    assert after.sink.sent == [resume_action(CALLER, LEG)]
+    assert (await other.call_control(snap.key)).held is None
+    ended = replace(h.step(snap, CallPhase.ENDED, "1001"), ended_at=h.clock(), end_reason=EndReason.HANGUP)
+    await after.feed(ended, ChangeKind.CLOSED)
+    assert await other.call_control(snap.key) is None
+    assert await after.state("1001") is AgentStatus.WRAP_UP
+
+
+async def test_a_consultation_in_progress_is_known_to_another_node(nodes) -> None:
+    h = await harness_on(nodes())
+    snap = await talking(h)
+    await ready(h, "1002")
+    await h.service.control.transfer("1001", TransferMode.ATTENDED, TargetKind.AGENT, "1002")
+    await h.feed(replace(snap, channels=(CALLER, LEG, TARGET)))  # the target answered the consultation
+    other = nodes()
+    record = await other.call_control(snap.key)
+    assert record is not None and record.transfer is not None
+    assert (record.transfer.mode, record.transfer.target, record.transfer.from_agent) == (
+        TransferMode.ATTENDED, Target(TargetKind.AGENT, "1002"), "1001",
+    )  # fmt: skip
+    assert record.transfer.target_leg_seen and not record.transfer.completing
+    await h.service.control.cancel("1001")
+    record = await other.call_control(snap.key)
+    assert record is not None and record.transfer is None and record.controlled  # legs still its own
+
+
+async def test_a_restarted_platform_lets_go_of_calls_that_ended_while_it_was_down(nodes) -> None:
+    from cti.model import LiveCallsResynced
+
+    h = await harness_on(nodes())
+    snap = await talking(h)
+    await h.service.control.hold("1001")
+    after = await restarted(h, nodes())
+    async with after.service._lock:
+        await after.service._on_message(LiveCallsResynced("pbx1", frozenset(), EndReason.HANGUP, h.clock()))
+    assert not after.service.control.held(snap.key)
+    assert await nodes().call_controls() == {}
+
+
+# ---------------------------------------------------------------------- a lost answer to a blind transfer
+# Against the scripted AMI server (tests/support/ami_server.py) and the real AMI client: a real
+# Asterisk cannot be made to drop its answer to one Redirect on cue; the scripted one drops the
+# connection right after reading it, and then lists the channels the test says Asterisk has.
+
+SECRET = "s3cret-transfer"
+LINKEDID = "100.1"  # the Harness's call 1
+
+
+@pytest.fixture
+async def scripted():
+    from pydantic import SecretStr
+
+    from cti.ami import AmiClient
+    from cti.settings import AmiSettings
+    from tests.support.ami_server import FakeAmi
+
+    async with FakeAmi(secret=SECRET) as server:
+        client = AmiClient(
+            AmiSettings(
+                host="127.0.0.1", port=server.port, username="cti", secret=SecretStr(SECRET),
+                connect_timeout=2.0, action_timeout=2.0, reconnect_min=0.02, reconnect_max=0.1,
+            ),
+            decode_event=lambda frame: None,
+        )  # fmt: skip
+        task = asyncio.create_task(client.run())
+        await client.wait_connected(5)
+        clock = Clock()
+        service = RoutingService(
+            subscription=handlers.subscribe(Bus()), live=InProcessLiveState(), actions=client,
+            directory=InMemoryDirectory({1: ("8000", "support")}), clock=clock, default_wrap_up_seconds=5,
+            connect_grace_seconds=10,
+        )  # fmt: skip
+
+        async def channels() -> list[dict[str, str]]:
+            _, listed = await client.send_list("CoreShowChannels")
+            return [dict(c) for c in listed]
+
+        service.control.channels = channels  # as the composition root sets it
+        await service._load(clock())
+        await service.save_service(1, ServiceRouting("", needs=(SkillNeed("mandarin", 1),)))
+        await service.save_agent(AgentProfile(Agent("1001", "李娜", {"mandarin": 8})))
+        await service.save_agent(AgentProfile(Agent("1002", "Bob", {"mandarin": 6})))
+        h = Harness(clock, RecordingSink(), service)
+        try:
+            yield h, server, client
+        finally:
+            await client.close()
+            await task
+
+
+async def transfer_answer_lost(h: Harness, server, client) -> CallSnapshot:
+    """1001 talks to call 1 and blind-transfers it to 1002; the link drops right after the Redirect."""
+    await ready(h, "1001")
+    snap = h.call(1)
+    await h.feed(snap)
+    snap = replace(h.step(snap, CallPhase.TALKING, "1001"), connected_at=h.clock(), channels=(CALLER, LEG))
+    await h.feed(snap)
+    await ready(h, "1002")
+    server.drop_after = {"Redirect"}
+    with pytest.raises(OutcomeUnknown):
+        await h.service.control.transfer("1001", TransferMode.BLIND, TargetKind.AGENT, "1002")
+    server.drop_after = set()
+    assert len(server.actions("Redirect")) == 2  # 1001's connection, then the transfer: once each
+    assert await h.state("1002") is AgentStatus.RESERVED
+    await client.wait_connected(5)
+    # The link is back: the call service resyncs; the call is still live.
+    from cti.model import LiveCallsResynced
+
+    async with h.service._lock:
+        await h.service._on_message(
+            LiveCallsResynced("pbx1", frozenset({snap.key}), EndReason.HANGUP, h.clock())
+        )
+    return snap
+
+
+def bridged(*legs: str, bridge: str = "b-1") -> list[dict[str, str]]:
+    return [
+        {"Channel": leg, "Linkedid": LINKEDID, "Context": "cti-agents", "BridgeId": bridge} for leg in legs
+    ]
+
+
+async def test_a_blind_transfer_that_never_happened_releases_its_target_after_the_grace(scripted) -> None:
+    h, server, client = scripted
+    await transfer_answer_lost(h, server, client)
+    # Asterisk has the caller still bridged with 1001's leg, and no channel of 1002.
+    server.channels = bridged(CALLER, LEG)
+    await h.tick(9)
+    assert await h.state("1002") is AgentStatus.RESERVED  # within the grace: the calls may yet show it
+    assert server.actions("CoreShowChannels") == []
+    await h.tick(1)
+    assert len(server.actions("CoreShowChannels")) == 1
+    state = await h.service.agent_state("1002")
+    assert (state.status, state.reason) == (AgentStatus.READY, "transfer_not_done")
+    assert await h.state("1001") is AgentStatus.ON_CALL
+    assert h.service.control.pending_transfer(h.call(1).key) is None
+    assert h.service.control.health.transfers_not_done == 1
+    assert len(server.actions("Redirect")) == 2  # never re-sent
+    # The agent may act on the call again.
+    assert (await h.service.control.hold("1001")).state == "held"
+
+
+@pytest.mark.parametrize(
+    "channels",
+    [
+        # The caller rings the target from the transfer context ...
+        [{"Channel": CALLER, "Linkedid": LINKEDID, "Context": "cti-transfer", "BridgeId": ""},
+         {"Channel": "PJSIP/1002-0000000e", "Linkedid": LINKEDID, "Context": "cti-agents", "BridgeId": ""}],
+        # ... or is already bridged with them.
+        bridged(CALLER, "PJSIP/1002-0000000e", bridge="b-2"),
+    ],
+)  # fmt: skip
+async def test_a_blind_transfer_that_happened_keeps_its_target(scripted, channels) -> None:
+    h, server, client = scripted
+    await transfer_answer_lost(h, server, client)
+    server.channels = channels
+    await h.tick(10)
+    assert len(server.actions("CoreShowChannels")) == 1
+    assert await h.state("1002") is AgentStatus.RESERVED
+    pending = h.service.control.pending_transfer(h.call(1).key)
+    assert pending is not None and not pending.outcome_unknown  # followed as any blind transfer
+
+
+@pytest.mark.parametrize(
+    ("channels", "caller", "expected"),
+    [
+        (bridged(CALLER, LEG), CALLER, True),
+        (bridged(CALLER) + bridged(LEG, bridge="b-9"), CALLER, False),  # not in the same bridge
+        (bridged(CALLER, LEG) + bridged("PJSIP/1002-0000000e", bridge=""), CALLER, False),
+        (bridged(LEG), CALLER, False),  # the caller is gone
+        ([{**c, "BridgeId": ""} for c in bridged(CALLER, LEG)], CALLER, False),  # not bridged
+    ],
+)
+def test_what_shows_a_transfer_never_happened(channels, caller, expected) -> None:
+    assert transfer_not_done(channels, caller, LINKEDID, "1001", "1002") is expected

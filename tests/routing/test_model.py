@@ -10,6 +10,7 @@ from cti.model import CallClassification, CallKey, CallPhase, CallSnapshot, Dire
 from routing.model import (
     ALLOWED,
     HISTORY_LIMIT,
+    RESERVED_AHEAD,
     RING_NO_ANSWER,
     Agent,
     AgentState,
@@ -30,10 +31,12 @@ from routing.model import (
     Relaxation,
     Relaxed,
     Reserve,
+    ReserveAhead,
     ResetDay,
     RingNoAnswer,
     ServiceRouting,
     SkillNeed,
+    StatusMark,
     WaitingCall,
     WrapUpDone,
     call_priority,
@@ -74,6 +77,7 @@ EVENTS = [
     Ready(),
     NotReady("lunch"),
     Reserve(CALL, "billing"),
+    ReserveAhead(CALL, "billing"),
     Answer(),
     RingNoAnswer(),
     CancelReservation(),
@@ -123,8 +127,17 @@ def test_allowed_transition(start, event, end):
         assert after.history[:-1] == before.history
 
 
+# Moves within a status (its ``since`` and deadline kept): reserving ahead during wrap-up.
+AHEAD = CallKey("pbx1", "cti-cb-0123456789abcdef")
+WITHIN_STATUS_MOVES = [
+    (S.WRAP_UP, ReserveAhead(AHEAD, "billing")),
+    (S.WRAP_UP, CancelReservation("customer_not_reached")),  # only when reserved ahead (below)
+]
+
+
 def test_the_table_lists_every_allowed_move():
     listed = {(start, type(event)) for start, event, _ in ALLOWED_MOVES}
+    listed |= {(start, type(event)) for start, event in WITHIN_STATUS_MOVES}
     assert listed == {(status, kind) for kind, starts in ALLOWED.items() for status in starts}
 
 
@@ -153,6 +166,76 @@ def test_forbidden_transition_raises_and_changes_nothing(start, event):
 def test_invalid_transition_says_what_is_allowed(start, event, message):
     with pytest.raises(InvalidTransition, match=message):
         transition(state_in(start), event, at(100))
+
+
+# --- reserved ahead, during wrap-up (queue callbacks dialled when an agent is about to be free) ---
+
+
+def reserved_ahead() -> AgentState:
+    wrapping = state_in(S.WRAP_UP)  # wrap-up from 5 s to 35 s
+    return transition(wrapping, ReserveAhead(AHEAD, "callbacks"), at(20))
+
+
+def test_reserving_ahead_keeps_the_wrap_up_and_notes_the_call_and_why():
+    wrapping = state_in(S.WRAP_UP)
+    state = reserved_ahead()
+    assert (state.status, state.since, state.wrap_up_until) == (S.WRAP_UP, wrapping.since, at(35))
+    assert (state.reserved_for, state.reserved_service) == (AHEAD, "callbacks")
+    assert state.history[-1] == StatusMark(S.WRAP_UP, at(20), RESERVED_AHEAD, AHEAD)
+    assert not state.wrap_up_due(at(34)) and state.wrap_up_due(at(35))
+
+
+def test_an_agent_reserved_ahead_goes_to_that_call_when_the_wrap_up_ends_not_to_ready():
+    reserved = transition(reserved_ahead(), WrapUpDone(), at(35))
+    assert (reserved.status, reserved.call, reserved.service) == (S.RESERVED, AHEAD, "callbacks")
+    assert reserved.reason == RESERVED_AHEAD and reserved.idle_since == at(35)
+    assert reserved.reserved_for is None and reserved.wrap_up_until is None
+    talking = transition(reserved, Answer(), at(40))
+    assert (talking.status, talking.call) == (S.ON_CALL, AHEAD)
+
+
+def test_ending_the_wrap_up_early_for_the_customer_goes_to_the_call_at_once():
+    reserved = transition(reserved_ahead(), WrapUpDone(), at(25))  # the customer answered at 25 s
+    assert (reserved.status, reserved.call, reserved.since) == (S.RESERVED, AHEAD, at(25))
+
+
+def test_a_customer_not_reached_releases_the_reservation_and_the_wrap_up_goes_on():
+    released = transition(reserved_ahead(), CancelReservation("customer_not_reached"), at(28))
+    assert (released.status, released.wrap_up_until, released.reserved_for) == (S.WRAP_UP, at(35), None)
+    assert released.history[-1] == StatusMark(S.WRAP_UP, at(28), "customer_not_reached", AHEAD)
+    assert transition(released, WrapUpDone(), at(35)).status is S.READY
+
+
+@pytest.mark.parametrize(
+    ("event", "status"),
+    [
+        (NotReady("lunch"), S.NOT_READY),
+        (ForceNotReady("coaching", "sup-9"), S.NOT_READY),
+        (Logout(), S.LOGGED_OUT),
+        (ForceLogout("sup-9"), S.LOGGED_OUT),
+    ],
+)
+def test_leaving_the_wrap_up_any_other_way_drops_the_reservation(event, status):
+    state = transition(reserved_ahead(), event, at(30))
+    assert state.status is status and state.reserved_for is None and state.reserved_service is None
+
+
+def test_a_new_day_keeps_the_reservation():
+    assert transition(reserved_ahead(), ResetDay(), at(30)).reserved_for == AHEAD
+
+
+@pytest.mark.parametrize(
+    ("state", "event", "message"),
+    [
+        (reserved_ahead, ReserveAhead(CALL, "billing"), "agent 1001 is already reserved for"),
+        (lambda: state_in(S.WRAP_UP), CancelReservation(), "agent 1001 is wrap_up and not reserved"),
+        (lambda: state_in(S.READY), ReserveAhead(AHEAD, "billing"), "allowed only from wrap_up"),
+    ],
+)
+def test_reserving_ahead_is_refused_outside_its_rules(state, event, message):
+    before = state()
+    with pytest.raises(InvalidTransition, match=message):
+        transition(before, event, at(30))
 
 
 def test_a_call_counts_talk_time_and_sets_the_wrap_up_deadline():

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -353,3 +354,107 @@ def test_replacing_a_call_moves_its_moments_on_the_agenda():
     assert b.next_change_at(at(0)) == at(30)
     b.put_call(call(1, enqueued=0).moved_to("billing", at(50)))
     assert b.next_change_at(at(0)) == at(80)
+
+
+# --- agents about to be free: queue callbacks dialled ahead ----------------------------------------
+
+CALLBACK_LEAD = {"billing": 10.0, "sales": 0.0}  # seconds of dial-ahead, by service
+
+
+def callback(n, **kwargs):
+    return replace(call(n, **kwargs), key=CallKey("pbx1", f"callback-{n}"))
+
+
+def lead(c: WaitingCall) -> float:
+    """Only queue callbacks are dialled ahead, by their service's dial-ahead time."""
+    return CALLBACK_LEAD.get(c.service, 0.0) if c.key.linkedid.startswith("callback-") else 0.0
+
+
+def wrapping(agent_id, until, **kwargs):
+    return ready(agent_id, status=AgentStatus.WRAP_UP, wrap_up_until=at(until), **kwargs)
+
+
+def about_free(b, now):
+    return b.agents_about_free(at(now), lead, max(CALLBACK_LEAD.values()))
+
+
+@pytest.mark.parametrize(
+    ("now", "reserved"),
+    [(85, False), (89.9, False), (90, True), (99, True), (100, False), (101, False)],
+)
+def test_an_agent_is_reserved_for_a_callback_only_within_the_dial_ahead_time(now, reserved):
+    b = board((agent("1001", {"billing": 5}), wrapping("1001", 100)), calls=[callback(1, enqueued=0)])
+    decisions = about_free(b, now)
+    assert [(d.agent_id, d.call) for d in decisions] == ([("1001", callback(1).key)] if reserved else [])
+
+
+def test_the_reservation_ahead_says_why_in_the_decision_log():
+    b = board((agent("1001", {"billing": 5}), wrapping("1001", 100)), calls=[callback(1, enqueued=30)])
+    (d,) = about_free(b, 95)
+    assert (d.trigger, d.outcome, d.service, d.waited_seconds) == (
+        Trigger.AGENT_ABOUT_FREE, Outcome.CONNECT, "billing", 65.0,
+    )  # fmt: skip
+    assert d.rule.startswith("dial_ahead: agent 1001's wrap-up ends in 5.0 s, within the service's 10 s")
+    assert [c.agent_id for c in d.candidates] == ["1001"] and d.calls_considered == 1
+
+
+@pytest.mark.parametrize(
+    ("the_agent", "calls", "expected"),
+    [
+        # The same rules as for a freed agent: skills and level...
+        (agent("1001", {"billing": 2}), [callback(1, needs=(("billing", 3),))], None),
+        # ... language ...
+        (agent("1001", {"billing": 5}, ("en",)), [callback(1)], None),
+        # ... the caller ahead in line is theirs when free, so nothing is dialled ahead ...
+        (agent("1001", {"billing": 5}), [call(2, enqueued=0), callback(1, enqueued=5)], None),
+        # ... unless the callback is ahead of the caller (its place is the customer's first wait) ...
+        (agent("1001", {"billing": 5}), [call(2, enqueued=5), callback(1, enqueued=0)], 1),
+        # ... priority first ...
+        (agent("1001", {"billing": 5}), [callback(1, enqueued=0), callback(3, enqueued=20, priority=100)], 3),
+        # ... fairness between services: sales (weight 3) comes first, and is not dialled ahead ...
+        (
+            agent("1001", {"billing": 5, "sales": 5}),
+            [callback(1, enqueued=0), callback(4, service="sales", needs=(("sales", 1),), enqueued=50)],
+            None,
+        ),
+        # ... and an agent who let this callback ring out is not reserved for it again.
+        (agent("1001", {"billing": 5}), [callback(1, avoid=frozenset({"1001"}))], None),
+        (agent("1001", {"billing": 5}, max_occupancy=0.1), [callback(1)], None),  # too busy today
+    ],
+)
+def test_the_callback_reserved_ahead_is_the_call_the_agent_would_take_when_free(the_agent, calls, expected):
+    services = [ServiceRouting("billing"), ServiceRouting("sales", weight=3.0)]
+    state = wrapping("1001", 100, talk_seconds=60.0)  # logged in for 95 s: occupancy 0.63
+    b = board((the_agent, state), services=services, calls=calls)
+    decisions = about_free(b, 95)
+    assert [d.call.linkedid for d in decisions] == ([f"callback-{expected}"] if expected else [])
+
+
+def test_the_agent_free_first_takes_the_first_callback_and_the_next_the_second():
+    b = board(
+        (agent("1001", {"billing": 9}), wrapping("1001", 98)),
+        (agent("1002", {"billing": 3}), wrapping("1002", 96)),
+        (agent("1003", {"billing": 9}), ready("1003", status=AgentStatus.NOT_READY)),
+        calls=[callback(1, enqueued=0), callback(2, enqueued=10), callback(3, enqueued=20)],
+    )
+    decisions = about_free(b, 95)
+    assert [(d.agent_id, d.call.linkedid) for d in decisions] == [
+        ("1002", "callback-1"),
+        ("1001", "callback-2"),
+    ]
+
+
+def test_an_agent_already_reserved_ahead_or_ready_is_not_reserved_ahead():
+    b = board(
+        (
+            agent("1001", {"billing": 9}),
+            wrapping("1001", 98, reserved_for=key(9), reserved_service="billing"),
+        ),
+        (agent("1002", {"billing": 9}), ready("1002", status=AgentStatus.NOT_READY)),
+        calls=[callback(1)],
+    )
+    assert about_free(b, 95) == []
+    b.put_agent(agent("1001", {"billing": 9}), wrapping("1001", 98))
+    assert [d.agent_id for d in about_free(b, 95)] == ["1001"]
+    b.put_agent(agent("1001", {"billing": 9}), ready("1001", status=AgentStatus.NOT_READY))
+    assert about_free(b, 95) == []

@@ -383,3 +383,41 @@ async def test_the_offer_is_published_before_the_agents_phone_is_rung(h: Harness
     assert offer.call.key == CallKey("pbx1", "100.1") and offer.call.caller_name == "张伟"
     assert offer.rule.startswith("best_skill") and not offer.relaxed
     assert [c[0] for c in offer.candidates] == ["1001", "1002"] and offer.candidates_total == 2
+
+
+async def test_an_agent_reserved_for_an_outbound_call_is_offered_nothing_else_and_follows_it(
+    h: Harness,
+) -> None:
+    """A preview campaign call: the agent is reserved before the customer is dialled; the call,
+    which routing did not place, is followed as theirs once it rings them."""
+    await ready(h, "1001")
+    key = CallKey("pbx1", "dial-0123456789abcdef")
+    assert await h.service.reserve_outbound("1001", key, "8099") is True
+    assert await h.state("1001") is AgentStatus.RESERVED
+    assert await h.service.reserve_outbound("1001", CallKey("pbx1", "dial-other"), "8099") is False
+    await h.feed(h.call(1))  # an inbound caller meanwhile: not offered to the reserved agent
+    assert h.sink.redirects() == []
+    now = h.clock()
+    out = CallSnapshot(
+        key=key, phase=CallPhase.RINGING_AGENT, direction=Direction.INTERNAL, started_at=now,
+        ani="+862161234567", caller_name="", dnis="", anchor_channel="PJSIP/outside-00000001",
+        anchor_uniqueid=key.linkedid, answered_at=now, agent="1001",
+    )  # fmt: skip
+    await h.feed(out)
+    h.clock.advance(2)
+    talking = replace(out, phase=CallPhase.TALKING, connected_at=h.clock())
+    await h.feed(talking)
+    assert await h.state("1001") is AgentStatus.ON_CALL
+    h.clock.advance(30)
+    ended = replace(talking, phase=CallPhase.ENDED, ended_at=h.clock(), end_reason=EndReason.HANGUP)
+    await h.feed(ended, ChangeKind.CLOSED)
+    assert await h.state("1001") is AgentStatus.WRAP_UP  # the default service's wrap-up
+
+
+async def test_an_outbound_reservation_with_nothing_dialled_is_released(h: Harness) -> None:
+    await ready(h, "1002")
+    key = CallKey("pbx1", "dial-fedcba9876543210")
+    assert await h.service.reserve_outbound("1002", key, "8099") is True
+    await h.service.release_outbound("1002", key, "campaign_call_not_dialled")
+    assert await h.state("1002") is AgentStatus.READY
+    assert key not in h.service.connections()

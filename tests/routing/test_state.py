@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import uuid
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -13,15 +15,24 @@ from routing.model import (
     AgentState,
     AgentStatus,
     Answer,
+    CallControlState,
+    Hangup,
+    HeldCall,
     InvalidTransition,
     Login,
     NotReady,
     Overflow,
     OverflowKind,
+    PendingTransfer,
     Ready,
     Relaxed,
+    ReserveAhead,
     SkillNeed,
+    Target,
+    TargetKind,
+    TransferMode,
     WaitingCall,
+    WrapUpDone,
 )
 from routing.policy import Candidate, Decision, Outcome, Trigger
 from routing.state import (
@@ -29,6 +40,8 @@ from routing.state import (
     RedisLiveState,
     agent_state_from_json,
     agent_state_to_json,
+    call_control_from_json,
+    call_control_to_json,
     decision_from_json,
     decision_to_json,
     waiting_call_from_json,
@@ -133,6 +146,26 @@ async def test_two_nodes_reserving_the_same_agent_exactly_one_wins(nodes):
         assert stored.status is AgentStatus.RESERVED and stored.call == winners[0].call
 
 
+async def test_two_nodes_reserving_the_same_agent_ahead_exactly_one_wins(nodes):
+    first, second = nodes(), nodes()
+    await ready_agent(first)
+    await first.reserve("1001", key(1), "billing", at(2))
+    await first.apply("1001", Answer(), at(3))
+    await first.apply("1001", Hangup(30), at(10))  # wrap-up until 40 s
+    await second.get_agent("1001")
+    results = await asyncio.gather(
+        first.apply("1001", ReserveAhead(key(2), "billing"), at(31)),
+        second.apply("1001", ReserveAhead(key(3), "billing"), at(31)),
+        return_exceptions=True,
+    )
+    winners = [r for r in results if isinstance(r, AgentState)]
+    assert len(winners) == 1 and sum(isinstance(r, InvalidTransition) for r in results) == 1
+    stored = await second.get_agent("1001")
+    assert stored.status is AgentStatus.WRAP_UP and stored.reserved_for == winners[0].reserved_for
+    reserved = await second.apply("1001", WrapUpDone(), at(40))
+    assert (reserved.status, reserved.call) == (AgentStatus.RESERVED, winners[0].reserved_for)
+
+
 async def test_concurrent_changes_to_one_agent_are_never_lost(nodes):
     views = [nodes() for _ in range(4)]
     await ready_agent(views[0])
@@ -169,6 +202,29 @@ async def test_the_decision_log_keeps_the_newest(live):
     assert await live.recent_decisions(limit=0) == []
 
 
+async def test_what_call_control_did_to_a_call_is_shared_replaced_and_removed(nodes):
+    first, second = nodes(), nodes()
+    assert await first.call_control(key(1)) is None and await first.call_controls() == {}
+    held = CallControlState(held=HeldCall("1001", "PJSIP/1001-0000000a", at(5)), controlled=True)
+    await first.put_call_control(key(1), held)
+    consulting = CallControlState(transfer=transfer(), controlled=True)
+    await first.put_call_control(key(2), consulting)
+    assert await second.call_control(key(1)) == held
+    assert await second.call_controls() == {key(1): held, key(2): consulting}
+    resumed = CallControlState(controlled=True)
+    await second.put_call_control(key(1), resumed)
+    assert await first.call_control(key(1)) == resumed
+    await second.put_call_control(key(2), CallControlState())  # nothing left: removed
+    assert await first.call_controls() == {key(1): resumed}
+
+
+def transfer(**changes):
+    pending = PendingTransfer(
+        TransferMode.ATTENDED, Target(TargetKind.AGENT, "1002"), "1001", "PJSIP/1001-0000000a", at(9)
+    )
+    return replace(pending, **changes)
+
+
 # --- the JSON that nodes share ------------------------------------------------------------------
 
 
@@ -182,6 +238,31 @@ def test_agent_state_json_round_trip_keeps_history_and_chinese_reasons():
     assert agent_state_from_json(agent_state_to_json(state)) == state
     noted = AgentState("1002", AgentStatus.NOT_READY, at(1), reason="午休")
     assert agent_state_from_json(agent_state_to_json(noted).encode()) == noted
+    ahead = replace(state, reserved_for=CallKey("pbx-上海", "cti-cb-00ff"), reserved_service="账单")
+    assert agent_state_from_json(agent_state_to_json(ahead)) == ahead
+
+
+def test_an_agent_state_written_before_reservations_ahead_existed_is_read_without_one():
+    state = AgentState("1001", AgentStatus.WRAP_UP, at(300), wrap_up_until=at(330))
+    old = json.loads(agent_state_to_json(state))
+    del old["reserved_for"], old["reserved_service"]
+    assert agent_state_from_json(json.dumps(old)) == state
+
+
+@pytest.mark.parametrize(
+    "control",
+    [
+        CallControlState(held=HeldCall("1001", "PJSIP/1001-0000000a", at(5)), controlled=True),
+        CallControlState(transfer=transfer(target_leg_seen=True, completing=True), controlled=True),
+        CallControlState(
+            transfer=replace(transfer(), mode=TransferMode.BLIND, target=Target(TargetKind.SERVICE, "销售")),
+            moved_to_service="销售",
+        ),
+        CallControlState(left=True),
+    ],
+)
+def test_call_control_json_round_trip(control):
+    assert call_control_from_json(call_control_to_json(control)) == control
 
 
 def test_waiting_call_and_decision_json_round_trip():

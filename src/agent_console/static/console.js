@@ -182,6 +182,8 @@ function agentPage() {
   };
 
   const onMessage = (m) => {
+    // Other parts of the page (campaign.js) follow the same messages.
+    document.dispatchEvent(new CustomEvent("cti:message", { detail: m }));
     if (m.type === "state") { state(m.agent); showPop(m.pop); if (m.call) showCall(m.call); }
     else if (m.type === "agent_state") state(m);
     else if (m.type === "screenpop") {
