@@ -19,7 +19,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Gauge, gen
 from starlette.responses import Response
 
 from app.console_wiring import Consoles
-from app.dialer_wiring import AgentDeskWiring, build_dialer_router
+from app.dialer_wiring import AgentDeskWiring, Campaigns, build_dialer_router
 from app.recordings_wiring import build_recordings, recording_ports, recording_queries
 from app.routing_wiring import build_routing
 from app.waiting_wiring import Waiting
@@ -36,6 +36,7 @@ from cti.events import decode_event
 from cti.http import make_auth
 from cti.service import CallService
 from cti.settings import Settings
+from dialer.api import build_live_router
 from ivr.agi import FastAgiServer
 from ivr.api import build_router as build_ivr_router
 from ivr.service import IvrService
@@ -82,6 +83,8 @@ class Platform:
         self.waiting = Waiting(settings, self.sessionmaker, self.routing, self.ami, self.ivr)
         self.consoles = Consoles(settings, self.sessionmaker, self.bus, self.routing, self.ami)
         self.recordings = build_recordings(settings, self.sessionmaker, self.bus, self.ami)
+        # Progressive and predictive campaigns: paced from routing's agents, followed on the bus.
+        self.campaigns = Campaigns(settings, self.sessionmaker, self.bus, self.routing, self.ami, self.calls)
         # Campaign calls at the agent's desk: preview dialling, the lead's record, dispositions.
         self.desk = AgentDeskWiring(settings, self.sessionmaker, self.bus, self.routing, self.ami)
         self.http = self._build_http()
@@ -108,6 +111,7 @@ class Platform:
         app.include_router(build_routing_router(self.routing, auth))
         self.consoles.install(app, auth, lambda: self.token_secret)
         app.include_router(build_dialer_router(self.sessionmaker, auth))
+        app.include_router(build_live_router(self.campaigns.store, self.campaigns.live, auth))
         app.include_router(self.desk.router(auth))
         app.include_router(
             build_recordings_router(
@@ -199,6 +203,7 @@ class Platform:
                 waiting = tasks.create_task(self.waiting.run(), name="routing-waiting")
                 consoles = tasks.create_task(self.consoles.run(), name="consoles")
                 recordings = tasks.create_task(self.recordings.run(), name="recordings")
+                campaigns = tasks.create_task(self.campaigns.run(), name="campaigns")
                 desk = tasks.create_task(self.desk.run(), name="dialer-desk")
                 rec = self.settings.recordings
                 purge = tasks.create_task(
@@ -220,6 +225,8 @@ class Platform:
                     # Callers still in the IVR take the dialplan's fallback when their session drops.
                     ivr_task.cancel()
                 await web
+                # No new campaign call once stopping; calls already placed are reconciled at the next start.
+                campaigns.cancel()
                 calls.cancel()
                 routing.cancel()
                 waiting.cancel()

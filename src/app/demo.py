@@ -27,16 +27,21 @@ import time
 import urllib.request
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from datetime import time as clock_time
 from pathlib import Path
 from typing import Any
 
 from app.cli import DEMO_SERVICES, pbx_files
 from app.compose import Platform
+from crm import campaigns as crm_campaigns
 from crm import db as crm_db
 from crm.service import Conflict, add_user, authenticate, list_customers, seed_demo_data
 from crm.voicemail import set_self_service
 from cti.auth import Role
+from cti.model import CampaignPaced
 from cti.settings import Settings
+from dialer.model import CallingWindow, Campaign, DialMode, Outcome
 from dialplans.wiring import sandbox_agents
 from ivr.service import IvrFinished
 from routing.directory import AgentProfile
@@ -48,11 +53,13 @@ from sandbox.traffic import (
     SIPP,
     VOICE,
     Caller,
+    Customers,
     SippProcess,
     call_with_keys,
     free_udp_port,
     start_agent_phone,
     start_callers,
+    start_customers,
 )
 
 LOGINS_FILE = "demo-logins.json"
@@ -589,6 +596,105 @@ async def _agents_ready(platform: Platform, agent_ids: Sequence[str]) -> None:
             await platform.routing.change_agent(agent_id, Ready())
 
 
+#: The demo campaign's customers, by what they do when called (``sandbox.traffic.CUSTOMER_BEHAVIOURS``:
+#: the number's last digit): busy first, so something settles even while inbound calls keep the
+#: agents busy (inbound calls come first: blending).
+DEMO_CAMPAIGN_LEADS = (("2", "busy"), ("1", "person"), ("5", "machine"), ("1", "person"), ("4", "hangs up"),
+                       ("3", "no answer"), ("1", "person"))  # fmt: skip
+DEMO_CAMPAIGN = "demo"
+
+
+class DemoCampaign:
+    """A small predictive campaign against SIPp customers on the PBX's outside endpoint: its pace,
+    connects and outcomes are printed as they happen."""
+
+    def __init__(self, platform: Platform, rng: random.Random, say: Say = _say) -> None:
+        self.platform = platform
+        self.rng = rng
+        self.say = say
+        self.customers: Customers | None = None
+        self.numbers: dict[int, tuple[str, str]] = {}  # lead id -> (number, behaviour)
+        self.printer: asyncio.Task[None] | None = None
+
+    async def start(self, settings: Settings, hold_dnis: str) -> None:
+        port = settings.sandbox.outside_port
+        if port is None:
+            self.say("campaign demo: no outside endpoint (CTI_SANDBOX__OUTSIDE_PORT unset): no campaign")
+            return
+        check_port_free(
+            "127.0.0.1", port, "the campaign's customers", proto="udp", setting="CTI_SANDBOX__OUTSIDE_PORT"
+        )
+        media = free_udp_port(4)
+        self.customers = await start_customers(
+            port=port, media_port=media, log_dir=settings.state_dir / "demo-customers"
+        )
+        now = datetime.now(UTC)
+        campaign = Campaign(
+            DEMO_CAMPAIGN, "Demo renewals", hold_dnis, "+862161234567", DialMode.PREDICTIVE,
+            CallingWindow(clock_time(0), clock_time(23, 59), frozenset(range(1, 8))), ring_seconds=15,
+        )  # fmt: skip
+        store = self.platform.campaigns.store
+        await store.save_campaign(campaign, True, now)
+        # New numbers each run (the leads of earlier runs are done): 139 + 7 random digits + behaviour.
+        leads = [
+            crm_campaigns.NewLead(f"+86139{self.rng.randrange(10**7):07d}{digit}", f"demo {what}")
+            for digit, what in DEMO_CAMPAIGN_LEADS
+        ]
+        await crm_campaigns.add_leads(
+            self.platform.sessionmaker, DEMO_CAMPAIGN, leads, filename="demo.csv", encoding="utf-8",
+            rows=len(leads), merged_in_file=0, rejected=0, rejected_report=b"", created_by=None, now=now,
+        )  # fmt: skip
+        pairs = zip(leads, DEMO_CAMPAIGN_LEADS, strict=True)
+        behaviour = {lead.phone_e164: what for lead, (_, what) in pairs}
+        for view in await store.leads(DEMO_CAMPAIGN, None, 1000, 0):
+            if view.lead.phone in behaviour:
+                self.numbers[view.lead.id] = (view.lead.phone, behaviour[view.lead.phone])
+        self.platform.campaigns.runner.outcome_listeners.append(self._outcome)
+        subscription = self.platform.bus.subscribe("demo-campaign", (CampaignPaced,), maxsize=1000)
+        self.printer = asyncio.create_task(self._print_paces(subscription))
+        self.say(
+            f"campaign demo: predictive, {len(leads)} leads (customers who answer, are busy, do not answer, "
+            f"hang up at once, or are answering machines) on the outside endpoint (port {port})"
+        )
+
+    def _outcome(self, campaign_id: str, lead_id: int, outcome: Outcome) -> None:
+        if campaign_id != DEMO_CAMPAIGN:
+            return
+        number, what = self.numbers.get(lead_id, ("?", "?"))
+        self.say(f"{time.strftime('%H:%M:%S')}  campaign demo: {number} ({what}) → {outcome.value}")
+
+    async def _print_paces(self, subscription: Any) -> None:
+        last = ""
+        async for paced in subscription:
+            if paced.campaign_id != DEMO_CAMPAIGN or (paced.reason == last and not paced.placed):
+                continue
+            last = paced.reason
+            dialled = f"dialled {paced.placed}; " if paced.placed else ""
+            self.say(
+                f"{time.strftime('%H:%M:%S')}  campaign demo pace: {dialled}{paced.reason} "
+                f"[24 h: {paced.attempts_24h} attempts, {paced.contacts_24h} connected, "
+                f"{paced.abandonment_24h:.1%} abandoned]"
+            )
+
+    async def stop(self, settings: Settings) -> None:
+        """Stop dialling, end the customers and any campaign channel they left in the PBX."""
+        with contextlib.suppress(Exception):
+            store = self.platform.campaigns.store
+            stored = await store.campaign(DEMO_CAMPAIGN)
+            await store.save_campaign(stored.campaign, False, datetime.now(UTC))
+        if self.printer is not None:
+            self.printer.cancel()
+        if self.customers is not None:
+            await self.customers.stop()
+            endpoint = settings.routing.callback_endpoint
+            box = Sandbox(settings)
+            with contextlib.suppress(SandboxError, OSError, TimeoutError):
+                for line in (await box.cli_rx("core show channels concise")).splitlines():
+                    name = line.split("!")[0]
+                    if name.startswith(f"PJSIP/{endpoint}-"):
+                        await box.cli_rx(f"channel request hangup {name}")
+
+
 async def run_demo(
     settings: Settings,
     *,
@@ -666,6 +772,7 @@ async def run_demo(
         loop.add_signal_handler(signum, stop.set)
     run = asyncio.create_task(platform.run(), name="platform")
     traffic = Traffic(settings, rng)
+    demo_campaign = DemoCampaign(platform, rng)
     callers: asyncio.Task[None] | None = None
     code = 0
     try:
@@ -695,6 +802,11 @@ async def run_demo(
             )
             if calls_per_minute > 0:
                 callers = asyncio.create_task(_place_calls(traffic, plan, calls_per_minute, rng))
+            if hold:
+                try:
+                    await demo_campaign.start(settings, hold[0])
+                except (SandboxError, RuntimeError, OSError) as exc:
+                    _warn(f"cti demo: the demo campaign could not start: {exc}")
             stopped = asyncio.create_task(stop.wait())
             done, _ = await asyncio.wait(
                 {stopped, run},
@@ -711,6 +823,7 @@ async def run_demo(
             callers.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await callers
+        await demo_campaign.stop(settings)
         await traffic.stop()
         # Give the platform a moment to see the last hang-ups, so their call logs are closed.
         for _ in range(30):

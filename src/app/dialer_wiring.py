@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import replace
 from datetime import UTC, date, datetime
 from typing import Any
 
@@ -18,11 +19,21 @@ from crm import campaigns as crm_campaigns
 from crm import console as crm_console
 from crm import service as crm_service
 from crm.db import SessionMaker
+from cti.ami import AmiClient
 from cti.auth import Principal
-from cti.bus import Bus
+from cti.bus import Bus, by_call
 from cti.http import AuthDeps
-from cti.model import CallChange, CallKey
+from cti.model import (
+    AgentStateChanged,
+    CallChange,
+    CallKey,
+    Direction,
+    IvrRecord,
+    LiveCallsResynced,
+    RoutingRequest,
+)
 from cti.originate import OriginatingLink
+from cti.service import CallService
 from cti.settings import Settings
 from dialer.agent_api import build_agent_router
 from dialer.api import build_router
@@ -31,6 +42,7 @@ from dialer.handlers import AttemptFollower
 from dialer.leads import ImportResult
 from dialer.model import Attempt, Campaign, Lead, Outcome, campaign_config, campaign_from
 from dialer.preview import AgentDesk, DeskPorts
+from dialer.runner import AgentView, CampaignRunner, RunnerPorts, Staffing, paced_as_dict
 from dialer.store import (
     DispositionView,
     ImportSummary,
@@ -43,6 +55,7 @@ from dialer.store import (
     UnknownCampaign,
     UnknownRecord,
 )
+from ivr.prompts import PromptBuilder
 from routing.directory import UnknownAgent
 from routing.service import RoutingService
 
@@ -227,6 +240,26 @@ class CrmCampaignStore:
 
     async def campaign_attempts(self, campaign_id: str, since: datetime) -> list[Attempt]:
         return [_attempt(a) for a in await crm_campaigns.campaign_attempts(self._sm, campaign_id, since)]
+
+    async def due_leads(self, campaign_id: str, now: datetime, limit: int) -> list[LeadView]:
+        rows = await crm_campaigns.due_leads(self._sm, campaign_id, now, limit)
+        return [
+            LeadView(
+                Lead(
+                    r.id,
+                    r.campaign_id,
+                    r.phone_e164,
+                    r.name,
+                    r.consent,
+                    r.customer_id,
+                    {str(k): str(v) for k, v in r.fields.items()},
+                ),
+                r.status,
+                r.next_attempt_at,
+                r.done_reason,
+            )
+            for r in rows
+        ]
 
 
 def build_dialer_router(sessionmaker: SessionMaker, auth: AuthDeps) -> APIRouter:
@@ -459,3 +492,140 @@ class AgentDeskWiring:
     async def refresh_campaigns(self) -> None:
         """The follower settles leads by their campaign's rules: keep its campaigns current."""
         self._campaigns = {s.campaign.id: s.campaign for s in await self.store.campaigns()}
+
+
+# ------------------------------------------------------------------ the campaign loop
+
+#: The recorded messages of campaign calls, in English then Mandarin (built with the IVR's prompt
+#: builder, espeak-ng, cached by content in the PBX's sounds folder).
+SAFE_HARBOR_TEXT = (
+    (
+        "en",
+        "Hello. This call was from our contact center. We are sorry: no agent is free to take your "
+        "call right now. To call us back, dial the number shown on your phone. Goodbye.",
+    ),
+    (
+        "zh",
+        "您好，这是我们客服中心的来电。很抱歉，现在没有客服人员可以接听。如需回电，请拨打您电话上显示的号码。再见。",
+    ),
+)
+MACHINE_TEXT = (
+    (
+        "en",
+        "Hello, this is a message from our contact center. Please call us back at the number shown on "
+        "your phone. Thank you.",
+    ),
+    ("zh", "您好，这是我们客服中心的留言。请拨打您电话上显示的号码给我们回电。谢谢。"),
+)
+
+
+def _qualifies(agent: Any, needs: Iterable[Any]) -> bool:
+    return all(agent.skills.get(n.skill, 0) >= n.min_level for n in needs if not n.optional)
+
+
+class Campaigns:
+    """The campaign loop of one PBX (``dialer.runner``) on routing's live agent states, the call
+    service (which puts a campaign call's service and lead on the live call) and the bus."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        sessionmaker: SessionMaker,
+        bus: Bus,
+        routing: RoutingService,
+        ami: AmiClient,
+        calls: CallService,
+    ) -> None:
+        self.settings = settings
+        self.routing = routing
+        self.calls = calls
+        self.store = CrmDeskStore(sessionmaker)
+        subscription = bus.subscribe(
+            "dialer", (CallChange, LiveCallsResynced, AgentStateChanged), maxsize=100_000, coalesce=by_call
+        )
+        route = CallRoute(endpoint=settings.routing.callback_endpoint, context="cti-campaign")
+        self.runner = CampaignRunner(
+            RunnerPorts(
+                store=self.store,
+                link=ami,
+                route=route,
+                staffing=self.staffing,
+                join_line=self.join_line,
+                publish=bus.publish,
+                clock=lambda: datetime.now(UTC),
+                callback_agent=self.callback_agent,
+            ),
+            subscription,
+        )
+
+    async def callback_agent(self, lead_id: int) -> str | None:
+        booked = await self.store.lead_callback(lead_id)
+        return booked[0] if booked is not None else None
+
+    def live(self, campaign_id: str) -> dict[str, Any] | None:
+        paced = self.runner.live(campaign_id)
+        return paced_as_dict(paced) if paced is not None else None
+
+    def _service_name(self, campaign: Campaign) -> str:
+        return self.routing.service_named(campaign.service) or campaign.service
+
+    async def staffing(self, campaign: Campaign) -> Staffing:
+        """The agents who can take the campaign's service (every skill it needs, at its level), and
+        the inbound calls (callers and queue callbacks) waiting in that service's line."""
+        name = self._service_name(campaign)
+        configs = {c.routing.name: c.routing for c in await self.routing.service_configs()}
+        needs = configs[name].needs if name in configs else ()
+        now = datetime.now(UTC)
+        agents = tuple(
+            AgentView(profile.agent.id, state.status.value, (now - state.since).total_seconds())
+            for profile, state in await self.routing.agents()
+            if profile.active and _qualifies(profile.agent, needs)
+        )
+        inbound = 0
+        for waiting in self.routing.board.waiting_calls():
+            if waiting.service != name:
+                continue
+            snap = self.routing.call(waiting.key)
+            if snap is None or snap.direction is not Direction.OUTBOUND:
+                inbound += 1
+        return Staffing(agents, inbound)
+
+    def join_line(self, channel_id: str, campaign: Campaign, lead_id: int) -> None:
+        """Put the campaign's service and the lead on the live call: once the dialplan says a person
+        answered, routing offers the call to the service's agents; the lead id travels in the call's
+        ``ivr.inputs`` (``campaign``, ``lead``) to the agent's screen-pop."""
+        record = IvrRecord(
+            path=("campaign", campaign.id),
+            inputs=(("campaign", campaign.id), ("lead", str(lead_id))),
+            outcome="route",
+        )
+        request = RoutingRequest(
+            service=self._service_name(campaign), reason=f"campaign {campaign.id} lead {lead_id}"
+        )
+        self.calls.record_ivr(channel_id, record, request)
+
+    async def _build_prompts(self) -> None:
+        sounds, pbx_sounds, _, _ = self.settings.ivr_dirs()
+        builder = PromptBuilder(sounds)
+
+        async def build(texts: tuple[tuple[str, str], ...]) -> str:
+            names = []
+            for language, text in texts:
+                built = await builder.speak_async(text, language)
+                names.append(f"{pbx_sounds}/{built.sound}")
+            return "&".join(names)
+
+        try:
+            route = replace(
+                self.runner.ports.route,
+                safe_harbor_sound=await build(SAFE_HARBOR_TEXT),
+                machine_sound=await build(MACHINE_TEXT),
+            )
+        except Exception:
+            log.exception("campaign messages not built: campaign calls end without them")
+            return
+        self.runner.ports = replace(self.runner.ports, route=route)
+
+    async def run(self) -> None:
+        await self._build_prompts()
+        await self.runner.run()

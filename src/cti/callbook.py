@@ -314,6 +314,10 @@ class CallBook:
         call = self._call_of(ev.dest_uniqueid) or self._call_of(ev.uniqueid)
         if call is None or call.snapshot.phase in (*_TERMINAL, CallPhase.TALKING, CallPhase.HELD):
             return []
+        if ev.dest_uniqueid and ev.dest_uniqueid == call.snapshot.anchor_uniqueid:
+            # An Originate ringing the party the call was placed to (a campaign's lead, a queue
+            # callback's customer): their phone ringing is not an agent's.
+            return []
         if call.snapshot.phase is not CallPhase.RINGING_AGENT:
             call.phase_before_ring = call.snapshot.phase
         return self._set_phase(call, CallPhase.RINGING_AGENT, now, agent=endpoint_of(ev.dest_channel))

@@ -275,3 +275,42 @@ class CustomerChanged:
 
     customer_id: int
     at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class CampaignPaced:
+    """The dialler paced ``campaign_id`` (published after every pacing pass that changed something,
+    and at least every few seconds while the campaign runs), for the supervisor's live panel.
+
+    ``mode`` is the dial mode (``progressive``, ``predictive``); ``dial`` how many calls the pace
+    allowed on this pass and ``placed`` how many were dialled (fewer when no lead was due);
+    ``reason`` the pacer's explanation in words; ``running`` false when the campaign is stopped or
+    blocked (``reason`` says why: a stale registry list, outside every lead's window, no agent).
+    Agents: ``ready``, ``talking``, ``wrapping`` counted for the campaign (agents needed by waiting
+    inbound calls taken off); ``ringing`` and ``waiting`` the campaign's calls dialled and not yet
+    answered, answered and waiting for an agent. Statistics: ``attempts``/``contacts``/
+    ``abandoned``/``live_answers`` over 24 hours, ``abandonment_24h`` and ``abandonment_30d`` as
+    shares (0..1) of live answers, ``cap`` the campaign's legal cap, ``talk_seconds_per_agent_hour``
+    over the last hour.
+    """
+
+    campaign_id: str
+    mode: str
+    running: bool
+    dial: int
+    placed: int
+    reason: str
+    ready: int
+    talking: int
+    wrapping: int
+    ringing: int
+    waiting: int
+    attempts_24h: int
+    contacts_24h: int
+    live_answers_24h: int
+    abandoned_24h: int
+    abandonment_24h: float
+    abandonment_30d: float
+    cap: float
+    talk_seconds_per_agent_hour: float
+    at: datetime

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import secrets
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Annotated, Any, Literal
@@ -475,5 +476,31 @@ def build_router(store: CampaignStore, auth: AuthDeps) -> APIRouter:
         except StoreConflict as exc:
             raise HTTPException(status.HTTP_409_CONFLICT, detail=str(exc)) from exc
         return {"name": info.name, "published_on": info.published_on, "numbers": info.numbers}
+
+    return router
+
+
+def build_live_router(
+    store: CampaignStore, live: Callable[[str], dict[str, Any] | None], auth: AuthDeps
+) -> APIRouter:
+    """``GET /api/dialer/campaigns/{id}/live`` (supervisors, admins): the campaign's current pace, its
+    reason and live statistics as the campaign loop last published them (``cti.model.CampaignPaced``
+    as JSON). 404 for an unknown campaign, or one the loop has not paced (not active, preview)."""
+    router = APIRouter(prefix="/api/dialer", tags=["dialer"])
+    supervisor = Depends(auth.require(Role.SUPERVISOR))
+
+    @router.get("/campaigns/{campaign_id}/live")
+    async def campaign_live(campaign_id: CampaignId, user: Principal = supervisor) -> dict[str, Any]:
+        try:
+            await store.campaign(campaign_id)
+        except UnknownCampaign as exc:
+            raise HTTPException(status.HTTP_404_NOT_FOUND, detail=f"no campaign {campaign_id!r}") from exc
+        paced = live(campaign_id)
+        if paced is None:
+            raise HTTPException(
+                status.HTTP_404_NOT_FOUND,
+                detail=f"campaign {campaign_id!r} is not being paced (inactive, or preview mode)",
+            )
+        return paced
 
     return router

@@ -23,7 +23,7 @@ be followed.
 from __future__ import annotations
 
 import enum
-from collections.abc import Mapping
+from collections.abc import Container, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -53,11 +53,15 @@ class CallRoute:
     """Where campaign calls leave and where an answered call goes in the dialplan.
 
     ``endpoint`` is the PJSIP trunk endpoint; the dialled number goes in as digits only (no ``+``).
+    ``safe_harbor_sound`` and ``machine_sound`` are the PBX's names of the recorded messages (the
+    safe-harbor message, and the message left on a machine), ``&``-joined when several play in turn.
     """
 
     endpoint: str
     context: str
     exten: str = "s"
+    safe_harbor_sound: str = ""
+    machine_sound: str = ""
 
 
 async def settle_lead(store: CampaignStore, campaign: Campaign, lead_id: int, now: datetime) -> None:
@@ -99,7 +103,15 @@ async def place_call(
         exten=route.exten,
         caller_id_num=campaign.caller_id,
         ring_seconds=campaign.ring_seconds,
-        variables={"CTI_CAMPAIGN": campaign.id, "CTI_LEAD": str(lead.lead.id)},
+        variables={
+            "CTI_CAMPAIGN": campaign.id,
+            "CTI_LEAD": str(lead.lead.id),
+            "CTI_SERVICE": campaign.service,
+            "CTI_AMD": "1" if campaign.amd else "0",
+            "CTI_MACHINE": campaign.machine_policy.value,
+            "CTI_MACHINE_SOUND": route.machine_sound,
+            "CTI_SAFE_HARBOR_SOUND": route.safe_harbor_sound,
+        },
         channel_id=channel_id,
     )
     # The audit trail first: once this returns, the attempt is on record whatever happens next.
@@ -137,13 +149,15 @@ async def reconcile_pending(
     now: datetime,
     *,
     within: float = 30.0,
+    skip: Container[str] = (),
 ) -> Reconciled:
     """Settle every pending attempt by looking for its ChannelId among Asterisk's live channels.
 
     Raises ``TimeoutError``/``LinkDown`` when Asterisk cannot be asked: nothing is changed then,
-    and no lead with a pending attempt can be dialled meanwhile.
+    and no lead with a pending attempt can be dialled meanwhile. Attempts whose ChannelId is in
+    ``skip`` (calls the caller already follows) are left alone.
     """
-    pending = await store.pending_attempts()
+    pending = [a for a in await store.pending_attempts() if a.channel_id not in skip]
     if not pending:
         return Reconciled((), ())
     await link.wait_connected(within)

@@ -15,7 +15,7 @@ Pure. ``outcome_of(call, machine=...)`` reads an ended ``CallSnapshot`` of a cal
 
 from __future__ import annotations
 
-from cti.model import CallSnapshot
+from cti.model import CallSnapshot, EndReason
 from dialer.model import Outcome
 
 BUSY_CAUSES = frozenset({17, 21})  # user busy, call rejected
@@ -29,7 +29,7 @@ def outcome_of(call: CallSnapshot, *, machine: bool = False) -> Outcome:
         raise ValueError("the call has not ended")
     if call.connected_at is not None:
         return Outcome.CONNECTED
-    if call.end_reason is not None:
+    if call.end_reason is not None and call.end_reason is not EndReason.HANGUP:
         return Outcome.UNKNOWN
     if call.answered_at is not None:
         return Outcome.MACHINE if machine else Outcome.ABANDONED

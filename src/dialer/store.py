@@ -132,6 +132,10 @@ class CampaignStore(Protocol):
 
     async def campaign_attempts(self, campaign_id: str, since: datetime) -> list[Attempt]: ...
 
+    async def due_leads(self, campaign_id: str, now: datetime, limit: int) -> list[LeadView]:
+        """Leads the retry rules let be dialled now: new, or scheduled for ``now`` or earlier (at most
+        ``limit``, the longest due first)."""
+        ...
 
 # --- campaign calls at the agent's desk: dispositions, preview holds, the lead's trail ----------
 

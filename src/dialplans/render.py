@@ -43,6 +43,7 @@ CONFIG_FILES: tuple[str, ...] = (
     "pjproject.conf",
     "stasis.conf",
     "queuerules.conf",
+    "amd.conf",
 )
 
 _DIGITS = re.compile(r"^[0-9]{1,32}$")

@@ -326,8 +326,12 @@ class RoutingService:
         snap = change.call
         if self.hooks is not None:
             await self.hooks.call_changed(change, now)
-        if snap.direction is not Direction.INBOUND and snap.key not in self._connections:
-            return  # a call routing did not place (a queue callback's is in ``_connections``)
+        # A call routing did not place is not routed (a queue callback's is in ``_connections``),
+        # unless it is an outbound call that asks for an agent (a campaign's answered person: the
+        # dialer put the campaign's service on it): that one waits in line like a caller.
+        asks = snap.direction is Direction.OUTBOUND and snap.routing is not None
+        if snap.direction is not Direction.INBOUND and snap.key not in self._connections and not asks:
+            return
         key = snap.key
         if change.kind in (ChangeKind.ENDED, ChangeKind.CLOSED) or snap.ended_at is not None:
             await self._call_gone(key, now)

@@ -35,10 +35,12 @@ SCENARIOS = Path(__file__).resolve().parent / "scenarios"
 SIPP = shutil.which("sipp") or "/usr/bin/sipp"
 
 __all__ = [
+    "CUSTOMER_BEHAVIOURS",
     "SCENARIOS",
     "SIPP",
     "VOICE",
     "Caller",
+    "Customers",
     "SippProcess",
     "SippResult",
     "call",
@@ -46,8 +48,10 @@ __all__ = [
     "caller_scenario",
     "free_udp_port",
     "key_caller_scenario",
+    "speech_pcap",
     "start_agent_phone",
     "start_callers",
+    "start_customers",
     "start_ringing_phone",
 ]
 
@@ -429,3 +433,95 @@ async def start_ringing_phone(*, port: int, media_port: int, calls: int | None =
     cancel each call (the caller hung up, or the dial timed out)."""
     extra = ["-m", str(calls)] if calls is not None else []
     return await _start_phone("uas_ringing.xml", extra, port, media_port)
+
+
+# ------------------------------------------------------------------ campaign customers
+
+#: The customer behaviour of a dialled number's last digit (``uas_customers.xml``).
+CUSTOMER_BEHAVIOURS = {
+    "1": "person",
+    "2": "busy",
+    "3": "no_answer",
+    "4": "hangs_up",
+    "5": "machine",
+    "6": "person_late",
+}
+_SILENCE_ALAW = 0xD5  # A-law's code for zero
+_PACKET_MS = 30  # SIPp's g711a.pcap carries 240 samples (30 ms) a packet
+
+
+def speech_pcap(path: Path, *, voice: range, silence_ms: int) -> Path:
+    """A recording for ``play_pcap_audio``: packets ``voice`` of SIPp's ``g711a.pcap`` (A-law speech,
+    30 ms a packet), then ``silence_ms`` of A-law silence, renumbered to run on without a gap.
+
+    A person's greeting (packets 50-80: 0.9 s of speech, then silence) is what AMD calls a person; a
+    long one (packets 50-235, 5.5 s) what it calls a machine (``amd.conf``).
+    """
+    data = (DTMF_PCAPS / "g711a.pcap").read_bytes()
+    header, packets = data[:24], []
+    offset = 24
+    while offset + 16 <= len(data):
+        captured = int.from_bytes(data[offset + 8 : offset + 12], "little")
+        packets.append(data[offset + 16 : offset + 16 + captured])
+        offset += 16 + captured
+    chosen = [packets[i] for i in voice if i < len(packets)]
+    if not chosen:
+        raise ValueError(f"no packets in {voice}")
+    template = chosen[-1]
+    rtp = 14 + 20 + 8
+    silence = template[: rtp + 12] + bytes([_SILENCE_ALAW]) * (len(template) - rtp - 12)
+    chosen += [silence] * (max(0, silence_ms) // _PACKET_MS)
+    out = bytearray(header)
+    for n, packet in enumerate(chosen):
+        body = bytearray(packet)
+        body[rtp + 2 : rtp + 4] = (n & 0xFFFF).to_bytes(2, "big")
+        body[rtp + 4 : rtp + 8] = (n * 240).to_bytes(4, "big")
+        micros = n * _PACKET_MS * 1000
+        out += (micros // 1_000_000).to_bytes(4, "little") + (micros % 1_000_000).to_bytes(4, "little")
+        out += len(body).to_bytes(4, "little") * 2
+        out += body
+    path.write_bytes(bytes(out))
+    return path
+
+
+@dataclass
+class Customers:
+    """The SIPp that answers every number a campaign dials (``uas_customers.xml``) and the log of
+    the INVITEs it received, one line ``INVITE <number> for <request URI>`` each."""
+
+    phone: SippProcess
+    log: Path
+
+    def invites(self) -> dict[str, int]:
+        """How many INVITEs each number received so far."""
+        counts: dict[str, int] = {}
+        if not self.log.exists():
+            return counts
+        for line in self.log.read_text(encoding="utf-8", errors="replace").splitlines():
+            parts = line.split()
+            if "INVITE" in parts[:-1]:
+                number = parts[parts.index("INVITE") + 1]
+                counts[number] = counts.get(number, 0) + 1
+        return counts
+
+    async def stop(self) -> SippResult:
+        return await self.phone.stop(grace=1.0)
+
+
+def _customer_files(log_dir: Path) -> tuple[Path, Path]:
+    log_dir.mkdir(parents=True, exist_ok=True)
+    person = speech_pcap(log_dir / "person.pcap", voice=range(50, 80), silence_ms=60_000)
+    machine = speech_pcap(log_dir / "machine.pcap", voice=range(50, 236), silence_ms=30_000)
+    text = (SCENARIOS / "uas_customers.xml").read_text(encoding="utf-8")
+    text = text.replace("[person_pcap]", str(person)).replace("[machine_pcap]", str(machine))
+    scenario = log_dir / "uas_customers.xml"
+    scenario.write_text(text, encoding="utf-8")
+    return scenario, log_dir / "invites.log"
+
+
+async def start_customers(*, port: int, media_port: int, log_dir: Path) -> Customers:
+    """Campaign customers on 127.0.0.1:``port`` (the PBX's outside endpoint); behaviours by the
+    dialled number's last digit (``CUSTOMER_BEHAVIOURS``). The INVITE log goes to ``log_dir``."""
+    scenario, log = await asyncio.to_thread(_customer_files, log_dir)
+    phone = await _start_phone(str(scenario), ["-trace_logs", "-log_file", str(log)], port, media_port)
+    return Customers(phone, log)

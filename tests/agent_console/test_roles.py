@@ -79,6 +79,7 @@ DISPOSITION = {"disposition": "resolved", "notes": "已处理"}
         ("GET", "/api/console/stats/today", None, {Role.SUPERVISOR, Role.ADMIN}, 200),
         ("GET", "/api/console/voicemails/99/audio", None, {Role.AGENT, Role.SUPERVISOR, Role.ADMIN}, 404),
         ("POST", "/console/logout", None, {Role.AGENT, Role.SUPERVISOR, Role.ADMIN}, 204),
+        ("GET", "/api/dialer/campaigns/none/live", None, {Role.SUPERVISOR, Role.ADMIN}, 404),  # no campaign
         # Campaign calls at the agent's desk (dialer.agent_api): a call that is not a campaign call,
         # preview for the signed-in agent only, campaigns that do not exist.
         ("GET", "/api/dialer/calls/pbx1/1700000000.1/lead", None,

@@ -148,6 +148,7 @@ async def test_the_demo_needs_root(
 
 PORTS = {"sip": 16060, "ami": 16038, "agent_base": 16071, "rtp_start": 31000, "rtp_end": 31999}
 PORTS["agi"] = 16573  # the demo's IVR (FastAGI), clear of the default 4573
+PORTS["outside"] = 16069  # the demo campaign's customers (the outside endpoint), clear of the default 5069
 AGENTS = 4
 
 
@@ -162,11 +163,19 @@ def _demo_env(tmp_path: Path, http_port: int) -> dict[str, str]:
         "CTI_SANDBOX__AGENT_BASE_PORT": str(PORTS["agent_base"]),
         "CTI_SANDBOX__RTP_START": str(PORTS["rtp_start"]),
         "CTI_SANDBOX__RTP_END": str(PORTS["rtp_end"]),
+        "CTI_SANDBOX__OUTSIDE_PORT": str(PORTS["outside"]),
         "CTI_AMI__PORT": str(PORTS["ami"]),
         "CTI_HTTP__PORT": str(http_port),
         "CTI_IVR__AGI_PORT": str(PORTS["agi"]),
         "PYTHONUNBUFFERED": "1",
     }
+
+
+async def _until(ok: Any, timeout: float, output: Any) -> None:
+    deadline = time.monotonic() + timeout
+    while not ok():
+        assert time.monotonic() < deadline, output()
+        await asyncio.sleep(0.2)
 
 
 def _demo_settings() -> Settings:
@@ -246,20 +255,29 @@ async def test_cti_demo_places_simulated_calls_and_stops_cleanly(tmp_path: Path)
                 rows = response.json()
                 chinese = [r for r in rows if _chinese(r["caller_name"]) and r["customer_id"] is not None]
                 answered = [r for r in rows if r["agent"] and r["dnis"] == "8009" and r["ended_at"]]
-                walked = [r for r in rows if r["ivr_path"]]
+                # The demo campaign's calls (ChannelIds ``dial-…``) carry ["campaign", "demo"] as path.
+                walked = [r for r in rows if r["ivr_path"] and not r["linkedid"].startswith("dial-")]
                 if chinese and answered and walked:
                     break
                 await asyncio.sleep(0.5)
         assert chinese, f"no call log from a known customer with a Chinese name: {rows}\n{output()}"
         assert answered, f"no ended call log answered by an agent: {rows}\n{output()}"
         assert answered[0]["agent"] == "1001" and answered[0]["connected_at"] is not None
-        assert {r["dnis"] for r in rows} <= {"8001", "8002", "8009", "4008001234", "18005550100"}
+        # The demo campaign's calls (ChannelIds ``dial-…``) are outbound; the rest came in.
+        inbound = [r for r in rows if not r["linkedid"].startswith("dial-")]
+        assert {r["dnis"] for r in inbound} <= {"8001", "8002", "8009", "4008001234", "18005550100"}
         # The first caller walked the IVR: its path is on the call log and the output shows it.
         assert walked, f"no call log with an IVR path: {rows}\n{output()}"
         ivr_shown = re.compile(r"  IVR (4008001234|18005550100) \(.+\): \+\d+ in ")
         shown = [line for line in lines if ivr_shown.search(line)]
         assert shown and " → " in shown[0], output()
         assert any(" walks the IVR: " in line for line in lines), output()
+        # The demo campaign: its pace explained, and its customers' outcomes as they settle.
+        await _until(lambda: any(" campaign demo: +86139" in line for line in lines), 60, output)
+        paces = [line for line in lines if " campaign demo pace: " in line]
+        assert paces and "predictive" in paces[0] and "attempts" in paces[0], output()
+        settled = [line for line in lines if " campaign demo: +86139" in line]
+        assert re.search(r"\((busy|person|machine|hangs up|no answer)\) → [a-z_]+$", settled[0]), output()
 
         code = await asyncio.wait_for(proc.wait(), 90)
         await reader

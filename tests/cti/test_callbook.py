@@ -540,3 +540,55 @@ def test_what_the_ivr_learned_stays_with_the_call():
     assert book.record_ivr(CallKey("pbx1", "nope"), ivr, at(9)) == []
     closed = run(book, [(20, ch(HungUp, CALLER, cause=16, cause_txt=""))])[-1]
     assert closed.call.ivr == ivr
+
+
+def test_an_originate_ringing_its_own_party_is_not_an_agent_ringing():
+    """A campaign call (or a queue callback) is an Originate: Asterisk's DialBegin for its first
+    leg has no calling channel and the call's own anchor as destination. The customer's phone
+    ringing is not an agent's: the call stays arriving, waits in line after the dialplan says so,
+    and rings an agent only when one is dialled."""
+    book = CallBook("pbx1", outside_endpoints=("outside",))
+    lead = dict(
+        channel="PJSIP/outside-00000003", uniqueid="dial-1", linkedid="dial-1", caller_num="+862161234567",
+        caller_name="", context="from-agents", exten="s",
+    )  # fmt: skip
+    none = dict(channel="", uniqueid="", linkedid="", caller_num="", caller_name="", context="", exten="")
+    run(
+        book,
+        [
+            (0, ch(NewChannel, lead, state=0)),
+            (
+                0,
+                DialBegan(
+                    **none,
+                    state=0,
+                    dest_channel=lead["channel"],
+                    dest_uniqueid="dial-1",
+                    dest_linkedid="dial-1",
+                ),
+            ),
+        ],
+    )
+    call = book.get(CallKey("pbx1", "dial-1"))
+    assert call is not None and call.phase is CallPhase.ARRIVING and call.agent is None
+    run(
+        book,
+        [
+            (3, ch(ChannelStateChanged, lead, state=6)),
+            (
+                3,
+                DialEnded(
+                    **none,
+                    state=0,
+                    dest_channel=lead["channel"],
+                    dest_uniqueid="dial-1",
+                    dest_linkedid="dial-1",
+                    dial_status="ANSWER",
+                ),
+            ),
+            (5, ch(UserEventRaised, lead, name="CallPhase", fields=(("Phase", "waiting"),))),
+        ],
+    )
+    call = book.get(CallKey("pbx1", "dial-1"))
+    assert call is not None and call.phase is CallPhase.WAITING and call.agent is None
+    assert call.answered_at == at(3)

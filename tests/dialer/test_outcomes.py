@@ -18,6 +18,10 @@ from tests.crm.helpers import snapshot
         (3.0, None, 16, None, True, Outcome.MACHINE),
         (None, None, 17, None, False, Outcome.BUSY),
         (None, None, 21, None, False, Outcome.BUSY),
+        # As the call book reports a call whose hangup it saw: the cause decides.
+        (None, None, 17, EndReason.HANGUP, False, Outcome.BUSY),
+        (3.0, None, 127, EndReason.HANGUP, True, Outcome.MACHINE),
+        (3.0, None, 16, EndReason.HANGUP, False, Outcome.ABANDONED),
         (None, None, 19, None, False, Outcome.NO_ANSWER),
         (None, None, None, None, False, Outcome.NO_ANSWER),
         (None, None, 1, None, False, Outcome.DISCONNECTED),

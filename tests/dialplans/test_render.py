@@ -186,7 +186,45 @@ def test_dialplan_per_service_mode() -> None:
     assert "n(forever),MusicOnHold(default)" in wait["same"]
     assert "n,SayNumber(${CTI_WAIT_POSITION})" in wait["same"]
     agents = section(text, "cti-agents")
-    assert agents["exten"] == ["1001,1,Dial(PJSIP/1001,30,r)", "1002,1,Dial(PJSIP/1002,30,r)"]
+    guard = 'GotoIf($["${CTI_SAFE_HARBOR}" = "1"]?cti-campaign-abandon,s,1)'
+    assert agents["exten"] == [f"1001,1,{guard}", f"1002,1,{guard}"]
+    assert "n,Dial(PJSIP/1001,30,r)" in agents["same"] and "n,Dial(PJSIP/1002,30,r)" in agents["same"]
+
+
+def test_campaign_dialplan_amd_and_safe_harbor() -> None:
+    """An answered campaign call: AMD when the campaign asks for it; a machine ends with cause 127
+    (after the campaign's message when its policy leaves one); a person waits in line 2 s, then the
+    deadline is marked before the safe-harbor message, and a redirect to an agent that lands after
+    the mark goes back to the message without ringing anyone."""
+    files = render_pbx_config(params())
+    text = files["extensions.conf"]
+    campaign = section(text, "cti-campaign")
+    assert campaign["exten"] == [
+        "s,1,UserEvent(CallArrived,DNIS: ${CTI_SERVICE},Direction: outbound,Mode: campaign)"
+    ]
+    steps = campaign["same"]
+    assert steps[:4] == [
+        'n,GotoIf($["${CTI_AMD}" != "1"]?person)',
+        "n,AMD()",
+        "n,UserEvent(CampaignAmd,Status: ${AMDSTATUS},Cause: ${AMDCAUSE})",
+        'n,GotoIf($["${AMDSTATUS}" = "MACHINE"]?machine)',
+    ]
+    person = steps.index("n(person),UserEvent(CallPhase,Phase: waiting)")
+    assert steps[person + 1 : person + 4] == [
+        "n,Wait(2)",
+        "n,Set(CTI_SAFE_HARBOR=1)",
+        "n,Goto(cti-campaign-abandon,s,1)",
+    ]
+    assert "n,Playback(${CTI_MACHINE_SOUND})" in steps and steps[-1] == "n(end),Hangup(127)"
+    abandon = section(text, "cti-campaign-abandon")
+    assert abandon["exten"] == ["s,1,Set(CTI_SAFE_HARBOR=1)"]
+    assert "n,Playback(${CTI_SAFE_HARBOR_SOUND})" in abandon["same"]
+    agents = section(text, "cti-agents")
+    # A campaign call the agent did not answer is not put back to wait: it gets the message.
+    assert 'n,GotoIf($["${CTI_CAMPAIGN}" != ""]?cti-campaign-abandon,s,1)' in agents["same"]
+    assert "load => app_amd.so" in files["modules.conf"].splitlines()
+    amd = section(files["amd.conf"], "general")
+    assert amd["greeting"] == ["1500"] and amd["after_greeting_silence"] == ["800"]
 
 
 def test_manager_least_privilege_and_filters() -> None:
@@ -363,6 +401,7 @@ def test_wiring_passes_the_fastagi_address_and_the_voicemail_folder() -> None:
     assert (p.agi_host, p.agi_port) == ("127.0.0.1", 14999)
     assert p.ivr_voicemail_dir == "/srv/cti/spool/ivr-voicemail"
 
+
 def test_call_control_contexts_and_the_outside_phone() -> None:
     files = render_pbx_config(params(outside_port=5069, dial_timeout=12))
     text = files["extensions.conf"]
@@ -390,4 +429,4 @@ def test_wiring_renders_the_ring_timeout_as_the_agents_dial_timeout() -> None:
     p = params_from_settings(settings, dirs=dataclasses.asdict(DIRS), ami_secret=SECRET, services=[])
     assert (p.dial_timeout, p.outside_port) == (17, 15069)
     agents = section(render_pbx_config(p)["extensions.conf"], "cti-agents")
-    assert agents["exten"][0].endswith(",Dial(PJSIP/1001,17,r)")
+    assert "n,Dial(PJSIP/1001,17,r)" in agents["same"]

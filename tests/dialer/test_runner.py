@@ -1,0 +1,233 @@
+"""The campaign loop's pass (``dialer.runner``): blending, compliance before the pace, and what is
+dialled. The store is the real one (the customer record's tables on a migrated SQLite database);
+Asterisk is the scripted AMI server (tests/support/ami_server.py), which records every Originate:
+the end-to-end module (tests/e2e/test_campaign.py) runs the same loop against the real PBX.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from dataclasses import replace
+from datetime import UTC, date, datetime, time, timedelta
+from pathlib import Path
+
+import pytest
+from pydantic import SecretStr
+
+from app.dialer_wiring import CrmCampaignStore
+from crm import campaigns as crm_campaigns
+from crm import db as crm_db
+from cti.ami import AmiClient
+from cti.bus import Bus
+from cti.framing import parse_frame
+from cti.model import CampaignPaced
+from cti.settings import AmiSettings
+from dialer.dialling import CallRoute
+from dialer.model import CallingWindow, Campaign, DialMode, Outcome
+from dialer.runner import AgentView, CampaignRunner, RunnerPorts, Staffing, blend
+from tests.support.ami_server import FakeAmi
+
+NOW = datetime(2026, 11, 23, 3, 0, tzinfo=UTC)  # 11:00 in Shanghai, 22:00 the day before in New York
+DAYTIME = CallingWindow(time(9), time(20), frozenset(range(1, 8)))
+CAMPAIGN = Campaign("renewals", "续保", "8001", "+862161234567", DialMode.PROGRESSIVE, DAYTIME)
+SHANGHAI_1, SHANGHAI_2, ON_DNC, NEW_YORK = (
+    "+8613800138001",
+    "+8613800138002",
+    "+8613800138003",
+    "+12125550101",
+)
+
+
+def test_blending_keeps_ready_agents_for_waiting_inbound_calls() -> None:
+    agents = (
+        AgentView("1001", "ready"),
+        AgentView("1002", "ready"),
+        AgentView("1003", "on_call", 40.0),
+        AgentView("1004", "wrap_up", 5.0),
+        AgentView("1005", "not_ready"),
+        AgentView("1006", "reserved", 1.0),
+    )
+    free = blend(Staffing(agents, inbound_waiting=0))
+    assert (free.ready, free.talking, free.wrapping, free.kept_for_inbound) == (2, (40.0, 1.0), (5.0,), 0)
+    one_waiting = blend(Staffing(agents, inbound_waiting=1))
+    assert (one_waiting.ready, one_waiting.kept_for_inbound) == (1, 1)
+    many_waiting = blend(Staffing(agents, inbound_waiting=5))
+    assert (many_waiting.ready, many_waiting.kept_for_inbound) == (0, 2)  # never below zero
+    assert many_waiting.logged_in == 5  # the not-ready agent is not counted
+
+
+@pytest.fixture
+async def store(tmp_path: Path) -> AsyncIterator[CrmCampaignStore]:
+    url = f"sqlite+aiosqlite:///{tmp_path / 'crm.sqlite3'}"
+    await crm_db.migrate_async(url)
+    engine = crm_db.make_engine(url)
+    s = CrmCampaignStore(crm_db.make_sessionmaker(engine))
+    try:
+        yield s
+    finally:
+        await engine.dispose()
+
+
+@pytest.fixture
+async def ami() -> AsyncIterator[tuple[FakeAmi, AmiClient]]:
+    async with FakeAmi(secret="s3cret") as fake:
+        settings = AmiSettings(
+            host="127.0.0.1", port=fake.port, username="cti", secret=SecretStr("s3cret"), ping_interval=60.0,
+            ping_timeout=1.0, connect_timeout=2.0, action_timeout=2.0, reconnect_min=0.02, reconnect_max=0.1,
+        )  # fmt: skip
+        client = AmiClient(settings, decode_event=parse_frame)
+        task = asyncio.create_task(client.run())
+        await client.wait_connected(5)
+        try:
+            yield fake, client
+        finally:
+            await client.close()
+            await task
+
+
+async def setup(store: CrmCampaignStore, campaign: Campaign, phones: list[str]) -> None:
+    await store.save_campaign(campaign, True, NOW)
+    await crm_campaigns.add_leads(
+        store._sm, campaign.id, [crm_campaigns.NewLead(p, "") for p in phones], filename="x.csv",
+        encoding="utf-8", rows=len(phones), merged_in_file=0, rejected=0, rejected_report=b"",
+        created_by=None, now=NOW,
+    )  # fmt: skip
+
+
+def runner_for(
+    store: CrmCampaignStore, client: AmiClient, staffing: Staffing
+) -> tuple[CampaignRunner, list[object], list[tuple[str, str, int]]]:
+    published: list[object] = []
+    joined: list[tuple[str, str, int]] = []
+
+    async def agents(campaign: Campaign) -> Staffing:
+        return staffing
+
+    ports = RunnerPorts(
+        store=store,
+        link=client,
+        route=CallRoute(endpoint="outside", context="cti-campaign", safe_harbor_sound="/s/sh"),
+        staffing=agents,
+        join_line=lambda channel, campaign, lead: joined.append((channel, campaign.id, lead)),
+        publish=published.append,
+        clock=lambda: NOW,
+    )
+    return CampaignRunner(ports, Bus().subscribe("dialer", (object,))), published, joined
+
+
+async def test_a_pass_dials_one_call_per_free_agent_and_only_leads_compliance_allows(
+    store: CrmCampaignStore, ami: tuple[FakeAmi, AmiClient]
+) -> None:
+    server, client = ami
+    await setup(store, CAMPAIGN, [SHANGHAI_1, SHANGHAI_2, ON_DNC, NEW_YORK])
+    await store.add_do_not_call(ON_DNC, "asked", "agent", None, NOW)
+    runner, published, _ = runner_for(store, client, Staffing((AgentView("1001", "ready"),)))
+    await runner.pace_all()
+    (sent,) = server.actions("Originate")  # one ready agent: one call (progressive)
+    assert sent.headers["Channel"] == f"PJSIP/{SHANGHAI_1.lstrip('+')}@outside"
+    variables = sent.headers["Variable"].split("\n")
+    assert "CTI_SERVICE=8001" in variables and "CTI_AMD=1" in variables
+    assert "CTI_SAFE_HARBOR_SOUND=/s/sh" in variables and "CTI_MACHINE=hang_up" in variables
+    assert runner.following() == {sent.headers["ChannelId"]}
+    leads = {v.lead.phone: v for v in await store.leads("renewals", None, 10, 0)}
+    assert leads[SHANGHAI_1].status == "dialling"
+    assert leads[SHANGHAI_2].status == "new"  # waits for the next free agent
+    assert leads[ON_DNC].status == "done" and "do-not-call" in (leads[ON_DNC].done_reason or "")
+    assert await store.attempts(leads[ON_DNC].lead.id) == []
+    # New York is outside 09:00-20:00 at 22:00 local: scheduled for 09:00 there, not dialled.
+    assert leads[NEW_YORK].status == "scheduled"
+    assert leads[NEW_YORK].next_attempt_at == datetime(2026, 11, 23, 14, 0, tzinfo=UTC)
+    paced = [m for m in published if isinstance(m, CampaignPaced)]
+    assert paced and paced[-1].running and paced[-1].placed == 1 and paced[-1].ringing == 1
+    assert "progressive" in paced[-1].reason and runner.live("renewals") == paced[-1]
+
+    # The next pass: the agent is covered by the ringing call, nothing more is dialled.
+    await runner.pace_all()
+    assert len(server.actions("Originate")) == 1
+
+
+async def test_waiting_inbound_calls_come_first(
+    store: CrmCampaignStore, ami: tuple[FakeAmi, AmiClient]
+) -> None:
+    server, client = ami
+    await setup(store, CAMPAIGN, [SHANGHAI_1])
+    runner, _, _ = runner_for(store, client, Staffing((AgentView("1001", "ready"),), inbound_waiting=1))
+    await runner.pace_all()
+    assert server.actions("Originate") == []
+    paced = runner.live("renewals")
+    assert paced is not None and paced.ready == 0 and "kept for waiting inbound calls" in paced.reason
+
+
+async def test_a_stale_registry_list_stops_the_campaign(
+    store: CrmCampaignStore, ami: tuple[FakeAmi, AmiClient]
+) -> None:
+    server, client = ami
+    campaign = Campaign(
+        "renewals",
+        "续保",
+        "8001",
+        "+862161234567",
+        DialMode.PREDICTIVE,
+        DAYTIME,
+        registries=frozenset({"national"}),
+    )
+    await setup(store, campaign, [SHANGHAI_1])
+    await store.replace_registry("national", date(2026, 9, 1), ["+8613800138999"], NOW)
+    runner, _, _ = runner_for(store, client, Staffing((AgentView("1001", "ready"),)))
+    await runner.pace_all()
+    assert server.actions("Originate") == []
+    paced = runner.live("renewals")
+    assert (
+        paced is not None
+        and not paced.running
+        and "'national'" in paced.reason
+        and "83 days old" in paced.reason
+    )
+    # A fresh copy of the list lets it run again.
+    await store.replace_registry("national", NOW.date() - timedelta(days=1), ["+8613800138999"], NOW)
+    await runner.pace_all()
+    assert len(server.actions("Originate")) == 1
+
+
+async def test_the_abandonment_ledger_is_rebuilt_from_the_stored_attempts_at_start(
+    store: CrmCampaignStore, ami: tuple[FakeAmi, AmiClient]
+) -> None:
+    _, client = ami
+    await setup(store, CAMPAIGN, [SHANGHAI_1, SHANGHAI_2, ON_DNC])
+    leads = await store.leads("renewals", None, 10, 0)
+    for view, outcome in zip(leads, (Outcome.CONNECTED, Outcome.ABANDONED, Outcome.BUSY), strict=True):
+        channel = f"dial-{view.lead.id:016x}"
+        await store.begin_attempt(view.lead.id, channel, NOW - timedelta(hours=2))
+        await store.finish_attempt(channel, outcome, NOW - timedelta(hours=1), "")
+    runner, _, _ = runner_for(store, client, Staffing(()))
+    task = asyncio.create_task(runner.run())
+    try:
+        await asyncio.wait_for(runner.started.wait(), 10)
+    finally:
+        task.cancel()
+    figures = runner.abandonment("renewals", NOW)
+    assert figures is not None and (figures.answered, figures.abandoned) == (2, 1)  # busy is no answer
+
+
+async def test_a_call_accepted_but_never_seen_is_looked_for_and_never_redialled(
+    store: CrmCampaignStore, ami: tuple[FakeAmi, AmiClient]
+) -> None:
+    server, client = ami
+    await setup(store, CAMPAIGN, [SHANGHAI_1])
+    clock = [NOW]
+    runner, _, _ = runner_for(store, client, Staffing((AgentView("1001", "ready"),)))
+    runner.ports = replace(runner.ports, clock=lambda: clock[0])
+    await runner.pace_all()
+    (sent,) = server.actions("Originate")
+    clock[0] = NOW + timedelta(seconds=CAMPAIGN.ring_seconds + 5)
+    await runner.pace_all()  # still within its ring time: nothing to look for, nothing dialled
+    assert runner.following() == {sent.headers["ChannelId"]} and len(server.actions("Originate")) == 1
+    clock[0] = NOW + timedelta(seconds=CAMPAIGN.ring_seconds + 31)
+    server.channels = []  # Asterisk has no channel with its ChannelId: the Originate failed on its own
+    await runner.pace_all()
+    assert runner.following() == frozenset()
+    (lead,) = await store.leads("renewals", None, 10, 0)
+    (attempt,) = await store.attempts(lead.lead.id)
+    assert attempt.outcome is Outcome.UNKNOWN and lead.status == "done"
+    assert len(server.actions("Originate")) == 1
