@@ -44,6 +44,13 @@ async def test_migrations_build_exactly_the_model_schema(empty_db_url: str) -> N
         await engine.dispose()
 
 
+def test_main_has_one_migration_head(tmp_path: Path) -> None:
+    """Branches may add migrations side by side; a merge revision joins them before they land, so
+    the next migration has exactly one revision to revise."""
+    heads = ScriptDirectory.from_config(db.alembic_config(f"sqlite:///{tmp_path}/x.db")).get_heads()
+    assert len(heads) == 1, heads
+
+
 async def test_downgrade_to_base_and_back(empty_db_url: str) -> None:
     await db.migrate_async(empty_db_url)
     await asyncio.to_thread(command.downgrade, db.alembic_config(empty_db_url), "base")
