@@ -13,6 +13,7 @@ the book never saw, changes nothing: after a resync, replays are harmless.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
@@ -70,6 +71,21 @@ def endpoint_of(channel: str) -> str:
     _, _, rest = channel.partition("/")
     device, sep, _ = rest.rpartition("-")
     return device if sep else rest
+
+
+_PARTY_DIAL = re.compile(r"^\+?([0-9]{6,15})@[A-Za-z0-9_-]{1,40}$")
+
+
+def outbound_party(dial_string: str) -> str | None:
+    """The customer an Originate dialled, in E.164, from its dial string; ``None`` for anything
+    else (an agent's or supervisor's phone is dialled by endpoint name, with no number).
+
+    The platform dials customers (campaign leads, queue callbacks, preview calls) by the digits of
+    their E.164 number at a trunk endpoint (``8613800138000@outside``), so the digits are the
+    number without its ``+``.
+    """
+    m = _PARTY_DIAL.fullmatch(dial_string)
+    return f"+{m.group(1)}" if m else None
 
 
 def is_local(channel: str) -> bool:
@@ -316,8 +332,13 @@ class CallBook:
             return []
         if ev.dest_uniqueid and ev.dest_uniqueid == call.snapshot.anchor_uniqueid:
             # An Originate ringing the party the call was placed to (a campaign's lead, a queue
-            # callback's customer): their phone ringing is not an agent's.
-            return []
+            # callback's customer): their phone ringing is not an agent's. The call is outbound,
+            # and its ANI is the customer's number, as on an inbound call, so that the call log
+            # and the lookup find the customer (the number shown to them is not theirs).
+            party = None if ev.uniqueid else outbound_party(ev.dial_string)
+            if party is None or (call.snapshot.direction, call.snapshot.ani) == (Direction.OUTBOUND, party):
+                return []
+            return self._update(call, direction=Direction.OUTBOUND, ani=party, caller_name="")
         if call.snapshot.phase is not CallPhase.RINGING_AGENT:
             call.phase_before_ring = call.snapshot.phase
         return self._set_phase(call, CallPhase.RINGING_AGENT, now, agent=endpoint_of(ev.dest_channel))

@@ -58,11 +58,15 @@ class HungUp(ChannelEvent):
 
 @dataclass(frozen=True, slots=True)
 class DialBegan(ChannelEvent):
-    """``channel`` fields are the calling side; they are empty for a dial started by Originate."""
+    """``channel`` fields are the calling side; they are empty for a dial started by Originate.
+
+    ``dial_string`` is what was dialled after the technology (``1001``, ``8613800138000@outside``).
+    """
 
     dest_channel: str
     dest_uniqueid: str
     dest_linkedid: str
+    dial_string: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -290,6 +294,7 @@ _BUILDERS: dict[str, Callable[[Mapping[str, str]], Event]] = {
         dest_channel=f.get("DestChannel", ""),
         dest_uniqueid=f.get("DestUniqueid", ""),
         dest_linkedid=f.get("DestLinkedid", ""),
+        dial_string=f.get("DialString", ""),
     ),
     "DialEnd": lambda f: DialEnded(
         *_channel_args(f),

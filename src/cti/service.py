@@ -105,6 +105,7 @@ class CallService:
         self.classify_attempts = classify_attempts
         self.health = CallServiceHealth()
         self._tasks: set[asyncio.Task[None]] = set()
+        self._outbound_classified: set[CallKey] = set()  # outbound calls whose lookup was started
         self._resynced_once = False
         self.resynced = asyncio.Event()
 
@@ -181,13 +182,24 @@ class CallService:
     def _publish(self, changes: list[CallChange]) -> None:
         for change in changes:
             self.bus.publish(change)
-            if (
-                change.kind is ChangeKind.STARTED
-                and self.classifier is not None
-                and change.call.direction is Direction.INBOUND
-                and change.call.classification is None
-            ):
+            call = change.call
+            if self.classifier is None or call.classification is not None:
+                if change.kind is ChangeKind.CLOSED:
+                    self._outbound_classified.discard(call.key)
+                continue
+            if change.kind is ChangeKind.STARTED and call.direction is Direction.INBOUND:
                 self._spawn(self._classify(change))
+            elif (
+                call.direction is Direction.OUTBOUND
+                and call.ended_at is None
+                and call.key not in self._outbound_classified
+            ):
+                # An outbound call is known as one only once its first leg is dialled (its ANI is
+                # then the customer's number): looked up once, so the call log finds the customer.
+                self._outbound_classified.add(call.key)
+                self._spawn(self._classify(change))
+            elif change.kind is ChangeKind.CLOSED:
+                self._outbound_classified.discard(call.key)
 
     def _spawn(self, coro: Any) -> None:
         task: asyncio.Task[None] = asyncio.create_task(coro)

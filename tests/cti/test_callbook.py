@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from cti.callbook import CallBook, endpoint_of
+from cti.callbook import CallBook, endpoint_of, outbound_party
 from cti.events import (
     BridgeEntered,
     BridgeLeft,
@@ -592,3 +592,60 @@ def test_an_originate_ringing_its_own_party_is_not_an_agent_ringing():
     call = book.get(CallKey("pbx1", "dial-1"))
     assert call is not None and call.phase is CallPhase.WAITING and call.agent is None
     assert call.answered_at == at(3)
+
+
+@pytest.mark.parametrize(
+    ("dial_string", "party"),
+    [
+        ("8613800138000@outside", "+8613800138000"),
+        ("+8613800138000@outside", "+8613800138000"),
+        ("12125550131@trunk-2", "+12125550131"),
+        ("1001", None),  # an agent's or a supervisor's phone
+        ("outside", None),
+        ("12345@outside", None),  # too short for a number
+        ("8613800138000@outside\r\nAction: Hangup", None),
+        ("", None),
+    ],
+)
+def test_outbound_party_reads_the_number_an_originate_dialled(dial_string: str, party: str | None) -> None:
+    assert outbound_party(dial_string) == party
+
+
+def dial(none: dict[str, str], channel: str, uniqueid: str, dial_string: str) -> DialBegan:
+    """The DialBegin of an Originate's first leg: no calling channel."""
+    return DialBegan(
+        **none, state=0, dest_channel=channel, dest_uniqueid=uniqueid, dest_linkedid=uniqueid,
+        dial_string=dial_string,
+    )  # fmt: skip
+
+
+def test_an_originate_dialling_a_customer_is_an_outbound_call_with_their_number_as_ani():
+    """The customer sees the campaign's number, which is the new channel's caller id; the call's ANI
+    becomes the number dialled, so the call log and the lookup find the customer. A supervisor's
+    spy call (dialled by endpoint name) stays internal."""
+    book = CallBook("pbx1", outside_endpoints=("outside",))
+    none = dict(channel="", uniqueid="", linkedid="", caller_num="", caller_name="", context="", exten="")
+    lead = dict(
+        channel="PJSIP/outside-00000007", uniqueid="dial-7", linkedid="dial-7", caller_num="+862161234567",
+        caller_name="Campaign", context="from-agents", exten="s",
+    )  # fmt: skip
+    spy = dict(
+        channel="PJSIP/9001-00000008", uniqueid="spy-8", linkedid="spy-8", caller_num="",
+        caller_name="", context="from-agents", exten="s",
+    )  # fmt: skip
+    changes = run(
+        book,
+        [
+            (0, ch(NewChannel, lead, state=0)),
+            (0, dial(none, lead["channel"], "dial-7", "8613800138000@outside")),
+            (0, ch(NewChannel, spy, state=0)),
+            (0, dial(none, spy["channel"], "spy-8", "9001")),
+        ],
+    )
+    call = book.get(CallKey("pbx1", "dial-7"))
+    assert call is not None
+    assert (call.direction, call.ani, call.caller_name) == (Direction.OUTBOUND, "+8613800138000", "")
+    assert call.phase is CallPhase.ARRIVING and call.agent is None
+    assert any(c.call.key.linkedid == "dial-7" and c.call.direction is Direction.OUTBOUND for c in changes)
+    spied = book.get(CallKey("pbx1", "spy-8"))
+    assert spied is not None and spied.direction is Direction.INTERNAL and spied.ani == ""

@@ -227,6 +227,10 @@ async def test_progressive_campaign_places_connects_and_settles_every_kind_of_cu
         "admin", "POST", "/api/dialer/do-not-call", json={"number": on_dnc, "reason": "asked"}
     )
     assert added.status_code < 300, added.text
+    # The person is a known customer: their campaign call goes on their record.
+    known = await api.request(
+        "admin", "POST", "/api/customers", json={"name": "陈静", "phones": [{"number": person}]}
+    )
     leads = await campaign(
         api,
         sandbox_pbx,
@@ -277,7 +281,12 @@ async def test_progressive_campaign_places_connects_and_settles_every_kind_of_cu
     calls = await api.until("campaign calls in the call log", lambda: _calls_with(api, channels.values()))
     assert calls[channels[person]]["agent"] in ("1001", "1002")
     assert calls[channels[person]]["connected_at"] is not None
-    assert calls[channels[person]]["direction"] == "outbound"
+    # Every attempt is an outbound call whose ANI is the number dialled (not the number shown to
+    # the customer), so the person's call is on their record.
+    for phone in dialled:
+        row = calls[channels[phone]]
+        assert (row["direction"], row["ani_e164"]) == ("outbound", phone)
+    assert calls[channels[person]]["customer_id"] == known["id"]
     for phone in (hangs_up, machine):
         assert (
             calls[channels[phone]]["answered_at"] is not None
