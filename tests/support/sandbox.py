@@ -41,9 +41,12 @@ TEST_SERVICES: tuple[Service, ...] = (
 )
 
 # Two test sessions can run side by side on one machine when the second sets CTI_TEST_INSTANCE and
-# CTI_TEST_PORT_OFFSET (a multiple of 100): its PBX, agents' phones, RTP and SIPp ports all move.
+# CTI_TEST_PORT_OFFSET (a multiple of 100, at most 800): its PBX, agents' phones, RTP and SIPp ports
+# all move. SIPp's slices take 7,000 ports from SIPP_PORT_BASE, which must stay under 65536.
 TEST_INSTANCE = os.environ.get("CTI_TEST_INSTANCE", "test")
 PORT_OFFSET = int(os.environ.get("CTI_TEST_PORT_OFFSET", "0"))
+if not (0 <= PORT_OFFSET <= 800 and PORT_OFFSET % 100 == 0):
+    raise ValueError(f"CTI_TEST_PORT_OFFSET must be 0, 100, ... or 800, not {PORT_OFFSET}")
 TEST_PORTS = {
     "sip": 15060 + PORT_OFFSET,
     "ami": 15038 + PORT_OFFSET,
