@@ -555,6 +555,7 @@ class Campaigns:
                 join_line=self.join_line,
                 publish=bus.publish,
                 clock=lambda: datetime.now(UTC),
+                talk=self.store.campaign_talk,
                 callback_agent=self.callback_agent,
                 # A callback booked for one agent: reserved and rung as by the desk's preview Dial.
                 connect_agent=desk.connect if desk is not None else None,

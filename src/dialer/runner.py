@@ -49,7 +49,7 @@ import contextlib
 import logging
 import time as monotonic_time
 from collections import deque
-from collections.abc import Awaitable, Callable, Collection, Sequence
+from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timedelta
 
@@ -71,7 +71,7 @@ from dialer.dialling import CallRoute, Placed, PlaceResult, place_call, reconcil
 from dialer.handlers import AttemptFollower
 from dialer.model import LIVE_ANSWER_OUTCOMES, Attempt, Campaign, DialMode, Outcome
 from dialer.pacer import PaceDecision, Pacer, PacingSnapshot, TrafficObserver, pacer_for
-from dialer.stats import campaign_stats
+from dialer.stats import campaign_stats, talk_per_agent_hour
 from dialer.store import CampaignStore, LeadView, StoreConflict, StoreError
 
 log = logging.getLogger("cti.dialer.runner")
@@ -225,6 +225,9 @@ class RunnerPorts:
     join_line: Callable[[str, Campaign, int], None]
     publish: Callable[[object], None]
     clock: Callable[[], datetime]
+    #: ``talk(campaign_id, since)``: seconds each agent talked on the campaign's calls that ended
+    #: after ``since``, from the stored call logs (the live figures survive a restart).
+    talk: Callable[[str, datetime], Awaitable[Mapping[str, float]]]
     #: The agent a lead's booked callback is for (``None``: anyone, or no callback).
     callback_agent: Callable[[int], Awaitable[str | None]] | None = None
     #: ``connect_agent(agent, campaign, lead, verdict, now, channel_id)``: dial the lead for that
@@ -246,8 +249,8 @@ class _Live:
     observer: TrafficObserver = field(default_factory=TrafficObserver)
     ringing: dict[str, datetime] = field(default_factory=dict)  # ChannelId -> dialled at
     waiting: set[str] = field(default_factory=set)
-    talk: deque[tuple[datetime, float]] = field(default_factory=deque)  # (ended, talk seconds)
-    staffed: deque[tuple[datetime, float]] = field(default_factory=deque)  # (at, agent-seconds)
+    # (at, agent-seconds, seconds) sampled by this run: who is staffed is not stored
+    staffed: deque[tuple[datetime, float, float]] = field(default_factory=deque)
     last_pass: datetime | None = None
     last: CampaignPaced | None = None
     published_at: float = 0.0
@@ -489,7 +492,6 @@ class CampaignRunner:
             if outcome is Outcome.CONNECTED and call.connected_at is not None and call.ended_at is not None:
                 talk = max(0.0, (call.ended_at - call.connected_at).total_seconds())
                 state.observer.talk_ended(talk)
-                state.talk.append((call.ended_at, talk))
             state.last_pass = None  # publish the new figures on the next pass
         return True
 
@@ -704,19 +706,21 @@ class CampaignRunner:
 
     def _sample_staffing(self, state: _Live, agents: CampaignAgents, now: datetime) -> None:
         last = state.staffed[-1][0] if state.staffed else None
-        seconds = min((now - last).total_seconds(), 60.0) if last is not None else 0.0
-        state.staffed.append((now, agents.logged_in * max(0.0, seconds)))
+        seconds = max(0.0, min((now - last).total_seconds(), 60.0)) if last is not None else 0.0
+        state.staffed.append((now, agents.logged_in * seconds, seconds))
         hour_ago = now - timedelta(hours=1)
         while state.staffed and state.staffed[0][0] < hour_ago:
             state.staffed.popleft()
-        while state.talk and state.talk[0][0] < hour_ago:
-            state.talk.popleft()
 
-    def _talk_per_agent_hour(self, state: _Live) -> float:
-        agent_seconds = sum(s for _, s in state.staffed)
-        if agent_seconds <= 0:
-            return 0.0
-        return sum(t for _, t in state.talk) / (agent_seconds / 3600.0)
+    async def _talk_per_agent_hour(self, state: _Live, agents: CampaignAgents, now: datetime) -> float:
+        """Stored talk of the last hour over the agent-hours staffed (``stats.talk_per_agent_hour``)."""
+        talk = await self.ports.talk(state.campaign.id, now - timedelta(hours=1))
+        return talk_per_agent_hour(
+            sum(talk.values()),
+            sum(a for _, a, _ in state.staffed),
+            sum(s for _, _, s in state.staffed),
+            agents.logged_in,
+        )
 
     async def _publish(
         self,
@@ -765,7 +769,7 @@ class CampaignRunner:
             abandonment_24h=day.abandonment_rate,
             abandonment_30d=month.abandonment_rate,
             cap=campaign.abandonment_cap,
-            talk_seconds_per_agent_hour=self._talk_per_agent_hour(state),
+            talk_seconds_per_agent_hour=await self._talk_per_agent_hour(state, a, now),
             at=now,
         )
         state.last = message

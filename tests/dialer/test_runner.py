@@ -15,9 +15,10 @@ from pathlib import Path
 import pytest
 from pydantic import SecretStr
 
-from app.dialer_wiring import CrmCampaignStore, CrmDeskStore
+from app.dialer_wiring import CrmDeskStore
 from crm import campaigns as crm_campaigns
 from crm import db as crm_db
+from crm.model import CallLog
 from cti.ami import AmiClient
 from cti.bus import Bus
 from cti.framing import parse_frame
@@ -96,7 +97,7 @@ async def ami() -> AsyncIterator[tuple[FakeAmi, AmiClient]]:
             await task
 
 
-async def setup(store: CrmCampaignStore, campaign: Campaign, phones: list[str]) -> None:
+async def setup(store: CrmDeskStore, campaign: Campaign, phones: list[str]) -> None:
     await store.save_campaign(campaign, True, NOW)
     await crm_campaigns.add_leads(
         store._sm, campaign.id, [crm_campaigns.NewLead(p, "") for p in phones], filename="x.csv",
@@ -106,7 +107,7 @@ async def setup(store: CrmCampaignStore, campaign: Campaign, phones: list[str]) 
 
 
 def runner_for(
-    store: CrmCampaignStore, client: AmiClient, staffing: Staffing
+    store: CrmDeskStore, client: AmiClient, staffing: Staffing
 ) -> tuple[CampaignRunner, list[object], list[tuple[str, str, int]]]:
     published: list[object] = []
     joined: list[tuple[str, str, int]] = []
@@ -122,12 +123,13 @@ def runner_for(
         join_line=lambda channel, campaign, lead: joined.append((channel, campaign.id, lead)),
         publish=published.append,
         clock=lambda: NOW,
+        talk=store.campaign_talk,
     )
     return CampaignRunner(ports, Bus().subscribe("dialer", (object,))), published, joined
 
 
 async def test_a_pass_dials_one_call_per_free_agent_and_only_leads_compliance_allows(
-    store: CrmCampaignStore, ami: tuple[FakeAmi, AmiClient]
+    store: CrmDeskStore, ami: tuple[FakeAmi, AmiClient]
 ) -> None:
     server, client = ami
     await setup(store, CAMPAIGN, [SHANGHAI_1, SHANGHAI_2, ON_DNC, NEW_YORK])
@@ -157,9 +159,7 @@ async def test_a_pass_dials_one_call_per_free_agent_and_only_leads_compliance_al
     assert len(server.actions("Originate")) == 1
 
 
-async def test_waiting_inbound_calls_come_first(
-    store: CrmCampaignStore, ami: tuple[FakeAmi, AmiClient]
-) -> None:
+async def test_waiting_inbound_calls_come_first(store: CrmDeskStore, ami: tuple[FakeAmi, AmiClient]) -> None:
     server, client = ami
     await setup(store, CAMPAIGN, [SHANGHAI_1])
     runner, _, _ = runner_for(store, client, Staffing((AgentView("1001", "ready"),), inbound_waiting=1))
@@ -170,7 +170,7 @@ async def test_waiting_inbound_calls_come_first(
 
 
 async def test_a_stale_registry_list_stops_the_campaign(
-    store: CrmCampaignStore, ami: tuple[FakeAmi, AmiClient]
+    store: CrmDeskStore, ami: tuple[FakeAmi, AmiClient]
 ) -> None:
     server, client = ami
     campaign = Campaign(
@@ -201,7 +201,7 @@ async def test_a_stale_registry_list_stops_the_campaign(
 
 
 async def test_the_abandonment_ledger_is_rebuilt_from_the_stored_attempts_at_start(
-    store: CrmCampaignStore, ami: tuple[FakeAmi, AmiClient]
+    store: CrmDeskStore, ami: tuple[FakeAmi, AmiClient]
 ) -> None:
     _, client = ami
     await setup(store, CAMPAIGN, [SHANGHAI_1, SHANGHAI_2, ON_DNC])
@@ -221,7 +221,7 @@ async def test_the_abandonment_ledger_is_rebuilt_from_the_stored_attempts_at_sta
 
 
 async def test_a_call_accepted_but_never_seen_is_looked_for_and_never_redialled(
-    store: CrmCampaignStore, ami: tuple[FakeAmi, AmiClient]
+    store: CrmDeskStore, ami: tuple[FakeAmi, AmiClient]
 ) -> None:
     server, client = ami
     await setup(store, CAMPAIGN, [SHANGHAI_1])
@@ -360,3 +360,44 @@ async def test_a_callback_booked_for_an_agent_is_dialled_for_that_agent_when_the
     # Nothing more: both agents are busy, no lead is left.
     await runner.pace_all()
     assert len(server.actions("Originate")) == 2
+
+
+# ------------------------------------------------------------------ talk time per agent-hour
+
+
+async def test_talk_time_per_agent_hour_comes_from_the_stored_call_logs_and_survives_a_restart(
+    store: CrmDeskStore, ami: tuple[FakeAmi, AmiClient]
+) -> None:
+    _, client = ami
+    await setup(store, CAMPAIGN, [SHANGHAI_1, SHANGHAI_2, ON_DNC])
+    leads = await store.leads("renewals", None, 10, 0)
+    # Two calls ended in the last hour (1001 talked 600 s, 1002 300 s), one two hours ago.
+    talks = ((timedelta(minutes=10), "1001", 600), (timedelta(minutes=20), "1002", 300),
+             (timedelta(hours=2), "1001", 1000))  # fmt: skip
+    for view, (ago, agent, talk) in zip(leads, talks, strict=True):
+        channel = f"dial-{view.lead.id:016x}"
+        ended = NOW - ago
+        await store.begin_attempt(view.lead.id, channel, ended - timedelta(seconds=talk + 30))
+        await store.finish_attempt(channel, Outcome.CONNECTED, ended, "")
+        await store.schedule_lead(view.lead.id, "done", None, "connected", ended)
+        async with store._sm() as session, session.begin():
+            session.add(
+                CallLog(pbx="pbx1", linkedid=channel, direction="outbound", ani_raw=view.lead.phone[1:],
+                        ani_e164=view.lead.phone, caller_name="", dnis="8001",
+                        started_at=ended - timedelta(seconds=talk + 10), ended_at=ended, phase="ended",
+                        agent=agent, talk_seconds=talk, created_at=ended, updated_at=ended)
+            )  # fmt: skip
+    two_busy = Staffing((AgentView("1001", "on_call", 5.0), AgentView("1002", "wrap_up", 3.0)))
+    for _ in range(2):  # a run, then the run after a restart: the same figure, not zero
+        runner, _, _ = runner_for(store, client, two_busy)
+        await runner.pace_all()
+        paced = runner.live("renewals")
+        assert paced is not None and paced.talk_seconds_per_agent_hour == 900 / 2  # 900 s over 2 agents
+    # 30 s later four agents are logged in: the hour is counted at the mean the run has watched.
+    clock = [NOW + timedelta(seconds=30)]
+    four = Staffing(two_busy.agents + (AgentView("1003", "on_call", 1.0), AgentView("1004", "wrap_up", 1.0)))
+    runner.ports = replace(runner.ports, clock=lambda: clock[0], staffing=lambda c: asyncio.sleep(0, four))
+    runner.publish_seconds = 0.0
+    await runner.pace_all()
+    paced = runner.live("renewals")
+    assert paced is not None and paced.talk_seconds_per_agent_hour == 900 / 4
