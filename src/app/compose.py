@@ -83,10 +83,13 @@ class Platform:
         self.waiting = Waiting(settings, self.sessionmaker, self.routing, self.ami, self.ivr)
         self.consoles = Consoles(settings, self.sessionmaker, self.bus, self.routing, self.ami)
         self.recordings = build_recordings(settings, self.sessionmaker, self.bus, self.ami)
-        # Progressive and predictive campaigns: paced from routing's agents, followed on the bus.
-        self.campaigns = Campaigns(settings, self.sessionmaker, self.bus, self.routing, self.ami, self.calls)
         # Campaign calls at the agent's desk: preview dialling, the lead's record, dispositions.
         self.desk = AgentDeskWiring(settings, self.sessionmaker, self.bus, self.routing, self.ami)
+        # Progressive and predictive campaigns: paced from routing's agents, followed on the bus; a
+        # callback booked for one agent is dialled for them the way the desk's preview Dial does.
+        self.campaigns = Campaigns(
+            settings, self.sessionmaker, self.bus, self.routing, self.ami, self.calls, desk=self.desk.desk
+        )
         self.http = self._build_http()
         self._stopping = asyncio.Event()
 

@@ -535,6 +535,8 @@ class Campaigns:
         routing: RoutingService,
         ami: AmiClient,
         calls: CallService,
+        *,
+        desk: AgentDesk | None = None,
     ) -> None:
         self.settings = settings
         self.routing = routing
@@ -553,7 +555,10 @@ class Campaigns:
                 join_line=self.join_line,
                 publish=bus.publish,
                 clock=lambda: datetime.now(UTC),
+                talk=self.store.campaign_talk,
                 callback_agent=self.callback_agent,
+                # A callback booked for one agent: reserved and rung as by the desk's preview Dial.
+                connect_agent=desk.connect if desk is not None else None,
             ),
             subscription,
         )

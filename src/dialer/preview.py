@@ -33,7 +33,7 @@ from typing import Any
 from cti.auth import Principal, Role
 from cti.originate import OriginatingLink, new_channel_id
 from dialer.compliance import Refusal, RegistryList, Verdict, check, lead_zones, next_window_opening
-from dialer.dialling import CallRoute, Placed, place_call
+from dialer.dialling import CallRoute, Placed, PlaceResult, place_call
 from dialer.dispositions import CallbackFor, Disposition, DispositionRefused, codes_from, codes_out, plan
 from dialer.model import Campaign, DialMode
 from dialer.store import (
@@ -342,27 +342,45 @@ class AgentDesk:
             await self._refused(c, view, verdict, agent_id, now)
             raise DeskError(409, f"not dialled: {verdict.detail}")
         channel_id = new_channel_id("dial")
-        if not await self.ports.reserve(agent_id, channel_id, c.service):
-            raise DeskError(409, f"agent {agent_id} is no longer ready: not dialled")
         try:
-            result = await place_call(
-                self.store, self.ports.link, c, view, verdict, self.ports.route(agent_id), now,
-                channel_id=channel_id,
-            )  # fmt: skip
+            result = await self.connect(agent_id, c, view, verdict, now, channel_id)
         except StoreConflict as exc:
-            await self.ports.unreserve(agent_id, channel_id)
             raise DeskError(409, f"not dialled: {exc}") from exc
-        except Exception:
-            await self.ports.unreserve(agent_id, channel_id)
-            raise
+        if result is None:
+            raise DeskError(409, f"agent {agent_id} is no longer ready: not dialled")
         await self.store.release_hold(lead_id, agent_id, None, now)
         if result.placed in (Placed.RINGING, Placed.UNRESOLVED):
             self.ports.follow(channel_id, lead_id)
-        else:
-            await self.ports.unreserve(agent_id, channel_id)
         log.info("preview: agent %s dialled lead %s (%s): %s", agent_id, lead_id, channel_id, result.placed)
         return {"lead_id": lead_id, "channel_id": channel_id, "placed": result.placed.value,
                 "detail": result.detail}  # fmt: skip
+
+    async def connect(
+        self, agent_id: str, campaign: Campaign, view: LeadView, verdict: Verdict, now: datetime,
+        channel_id: str,
+    ) -> PlaceResult | None:  # fmt: skip
+        """Dial ``view`` for ``agent_id`` only: reserve the agent in routing for the call's key
+        ``channel_id``, then ``place_call`` through ``ports.route(agent_id)`` (the customer first;
+        once they answer the dialplan rings that agent). ``None`` when the agent could not be
+        reserved (not ready): nothing was dialled. The reservation is undone when nothing was
+        dialled. The caller follows the call (its outcome closes the attempt). Used by the preview
+        Dial and by the campaign loop for a callback booked for one agent. Raises the store's
+        ``StoreConflict`` when the lead is already being dialled or is done."""
+        if self.ports.link is None or self.ports.route is None:
+            raise DeskError(503, "no PBX to dial through")
+        if not await self.ports.reserve(agent_id, channel_id, campaign.service):
+            return None
+        try:
+            result = await place_call(
+                self.store, self.ports.link, campaign, view, verdict, self.ports.route(agent_id), now,
+                channel_id=channel_id,
+            )  # fmt: skip
+        except Exception:
+            await self.ports.unreserve(agent_id, channel_id)
+            raise
+        if result.placed not in (Placed.RINGING, Placed.UNRESOLVED):
+            await self.ports.unreserve(agent_id, channel_id)
+        return result
 
     async def skip(self, agent_id: str, lead_id: int, reason: str) -> None:
         """Give the held lead back, due again later, with the agent's reason on its trail."""

@@ -19,6 +19,13 @@ for each campaign:
 5. ``dialer.dialling.place_call`` dials that many of the allowed leads, each written before it is
    dialled.
 
+A due callback booked for one agent (``route_callbacks``, pure) is dialled for that agent only when
+they are ready for the campaign, before the pacer's calls and in place of one of its ready agents,
+through the ``connect_agent`` port: the desk's preview Dial path (the agent reserved in routing for
+the call's key, the customer dialled, the dialplan rings the agent); such a call is never put in
+the service's line. While the agent is not ready the lead waits, at most ``CALLBACK_WAIT`` from
+when it became due; then it is dialled like any lead, for whoever is free.
+
 Campaign calls are followed on the bus: when one starts, ``join_line`` (a port) puts the campaign's
 service and the lead on the call, so that the person, once the dialplan has decided it is one,
 waits in the service's line like a caller and routing redirects them to an agent; when one ends,
@@ -42,13 +49,13 @@ import contextlib
 import logging
 import time as monotonic_time
 from collections import deque
-from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
+from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timedelta
 
 from cti.bus import Subscription
 from cti.model import AgentStateChanged, CallChange, CampaignPaced, ChangeKind, LiveCallsResynced
-from cti.originate import OriginatingLink
+from cti.originate import OriginatingLink, new_channel_id
 from cti.ports import LinkDown
 from dialer.abandonment import AbandonmentFigures, AbandonmentLedger
 from dialer.compliance import (
@@ -60,11 +67,11 @@ from dialer.compliance import (
     lead_zones,
     next_window_opening,
 )
-from dialer.dialling import CallRoute, Placed, place_call, reconcile_pending
+from dialer.dialling import CallRoute, Placed, PlaceResult, place_call, reconcile_pending
 from dialer.handlers import AttemptFollower
 from dialer.model import LIVE_ANSWER_OUTCOMES, Attempt, Campaign, DialMode, Outcome
 from dialer.pacer import PaceDecision, Pacer, PacingSnapshot, TrafficObserver, pacer_for
-from dialer.stats import campaign_stats
+from dialer.stats import campaign_stats, talk_per_agent_hour
 from dialer.store import CampaignStore, LeadView, StoreConflict, StoreError
 
 log = logging.getLogger("cti.dialer.runner")
@@ -72,6 +79,9 @@ log = logging.getLogger("cti.dialer.runner")
 #: The hangup cause the campaign dialplan ends an answering machine's call with (ISDN 127,
 #: "interworking, unspecified": never what a network reports for a call the dialplan still holds).
 MACHINE_HANGUP_CAUSE = 127
+#: The ChannelId prefix of a callback dialled for the one agent who booked it (found again by it at
+#: start-up: such a call is never put in the service's line).
+DIRECT_CALL_PREFIX = "cbk"
 #: Statuses (routing's names) of agents busy with a call and of agents in wrap-up.
 _ON_CALL = frozenset({"on_call", "reserved"})
 _WRAP_UP = frozenset({"wrap_up"})
@@ -138,6 +148,64 @@ def blend(staffing: Staffing) -> CampaignAgents:
     return CampaignAgents(ready - kept, talking, wrapping, kept)
 
 
+#: How long a due callback booked for one agent waits for that agent to be ready (for the campaign)
+#: before it is dialled like any lead, to whoever is free: counted from the time it became due.
+CALLBACK_WAIT = timedelta(minutes=30)
+
+
+@dataclass(frozen=True, slots=True)
+class DueLead:
+    """A due lead compliance allows now: when it became due, and the agent its booked callback is
+    for (``None``: anyone, or no callback)."""
+
+    lead_id: int
+    due_at: datetime | None
+    callback_agent: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class CallbackRouting:
+    """``direct``: ``(lead, agent)`` pairs to dial for that agent only; ``pooled``: leads for
+    whoever is free (the pacer's); ``waiting``: callbacks left for their agent, not dialled now."""
+
+    direct: tuple[tuple[int, str], ...]
+    pooled: tuple[int, ...]
+    waiting: tuple[int, ...]
+
+
+def route_callbacks(
+    due: Sequence[DueLead],
+    ready: Collection[str],
+    free: int,
+    now: datetime,
+    wait: timedelta = CALLBACK_WAIT,
+) -> CallbackRouting:
+    """Which leads go to one agent, which to anyone, which wait (in ``due``'s order).
+
+    A lead without a booked agent is pooled. A callback booked for an agent who is ``ready`` (ready
+    and qualified for the campaign's service) is dialled for them, one lead per agent per pass and
+    at most ``free`` in all (the ready agents left to the campaign once waiting inbound calls took
+    theirs). Otherwise it waits for its agent, until it has been due for ``wait``: then it is
+    pooled (the customer asked to be called; anyone is better than never).
+    """
+    direct: list[tuple[int, str]] = []
+    pooled: list[int] = []
+    waiting: list[int] = []
+    used: set[str] = set()
+    for lead in due:
+        agent = lead.callback_agent
+        if agent is None:
+            pooled.append(lead.lead_id)
+        elif agent in ready and agent not in used and len(direct) < free:
+            direct.append((lead.lead_id, agent))
+            used.add(agent)
+        elif lead.due_at is not None and now - lead.due_at >= wait:
+            pooled.append(lead.lead_id)
+        else:
+            waiting.append(lead.lead_id)
+    return CallbackRouting(tuple(direct), tuple(pooled), tuple(waiting))
+
+
 # ---------------------------------------------------------------------------------------- ports
 
 
@@ -157,9 +225,18 @@ class RunnerPorts:
     join_line: Callable[[str, Campaign, int], None]
     publish: Callable[[object], None]
     clock: Callable[[], datetime]
-    #: The agent a lead's booked callback is for (``None``: anyone, or no callback). A lead called
-    #: back by one agent is left to that agent (preview): this loop connects to whoever is free.
+    #: ``talk(campaign_id, since)``: seconds each agent talked on the campaign's calls that ended
+    #: after ``since``, from the stored call logs (the live figures survive a restart).
+    talk: Callable[[str, datetime], Awaitable[Mapping[str, float]]]
+    #: The agent a lead's booked callback is for (``None``: anyone, or no callback).
     callback_agent: Callable[[int], Awaitable[str | None]] | None = None
+    #: ``connect_agent(agent, campaign, lead, verdict, now, channel_id)``: dial the lead for that
+    #: agent only, as a preview Dial does (the agent reserved in routing for ``channel_id`` first,
+    #: the customer dialled, then the dialplan rings the agent); ``None`` when the agent could not be
+    #: reserved. Without it a callback booked for one agent goes to anyone after ``CALLBACK_WAIT``.
+    connect_agent: (
+        Callable[[str, Campaign, LeadView, Verdict, datetime, str], Awaitable[PlaceResult | None]] | None
+    ) = None
 
 
 @dataclass(slots=True)
@@ -172,8 +249,8 @@ class _Live:
     observer: TrafficObserver = field(default_factory=TrafficObserver)
     ringing: dict[str, datetime] = field(default_factory=dict)  # ChannelId -> dialled at
     waiting: set[str] = field(default_factory=set)
-    talk: deque[tuple[datetime, float]] = field(default_factory=deque)  # (ended, talk seconds)
-    staffed: deque[tuple[datetime, float]] = field(default_factory=deque)  # (at, agent-seconds)
+    # (at, agent-seconds, seconds) sampled by this run: who is staffed is not stored
+    staffed: deque[tuple[datetime, float, float]] = field(default_factory=deque)
     last_pass: datetime | None = None
     last: CampaignPaced | None = None
     published_at: float = 0.0
@@ -186,6 +263,7 @@ class _Followed:
     dialled_at: datetime
     joined: bool = False
     seen: bool = False  # a change of its call came on the bus
+    direct: bool = False  # dialled for one reserved agent: not in the service's line, not "ringing"
 
 
 #: A call accepted by Asterisk but never seen on the bus this long after its ring time is looked for
@@ -316,7 +394,9 @@ class CampaignRunner:
                 continue
             attempt = found[0]
             lead = await self.ports.store.lead(attempt.lead_id)
-            self._follow(channel_id, lead.lead.campaign_id, attempt.lead_id, attempt.dialled_at)
+            direct = channel_id.startswith(DIRECT_CALL_PREFIX + "-")
+            campaign_id = lead.lead.campaign_id
+            self._follow(channel_id, campaign_id, attempt.lead_id, attempt.dialled_at, direct=direct)
         if result.ended_unknown:
             log.warning("%d campaign attempts ended unknown at reconciliation", len(result.ended_unknown))
 
@@ -346,11 +426,15 @@ class CampaignRunner:
             state.campaign = campaign
         return state
 
-    def _follow(self, channel_id: str, campaign_id: str, lead_id: int, dialled_at: datetime) -> None:
-        self._followed[channel_id] = _Followed(campaign_id, lead_id, dialled_at)
+    def _follow(
+        self, channel_id: str, campaign_id: str, lead_id: int, dialled_at: datetime, *, direct: bool = False
+    ) -> None:
+        # A call dialled for one reserved agent is never put in the service's line (``joined``) and
+        # not counted as ringing: its agent is already counted busy (reserved), it needs no other.
+        self._followed[channel_id] = _Followed(campaign_id, lead_id, dialled_at, joined=direct, direct=direct)
         self.follower.pending[channel_id] = lead_id
         state = self._live.get(campaign_id)
-        if state is not None:
+        if state is not None and not direct:
             state.ringing[channel_id] = dialled_at
 
     # ------------------------------------------------------------------ the bus
@@ -377,7 +461,7 @@ class CampaignRunner:
         if campaign is not None and not followed.joined:
             followed.joined = True
             self.ports.join_line(channel_id, campaign, followed.lead_id)
-        if state is not None:
+        if state is not None and not followed.direct:
             # Answered and still being listened to by AMD, the call counts as ringing: it may yet
             # want an agent. It stops ringing once it waits for one, reaches one, or ends.
             if call.phase.value == "waiting" or call.connected_at is not None or call.ended_at is not None:
@@ -408,7 +492,6 @@ class CampaignRunner:
             if outcome is Outcome.CONNECTED and call.connected_at is not None and call.ended_at is not None:
                 talk = max(0.0, (call.ended_at - call.connected_at).total_seconds())
                 state.observer.talk_ended(talk)
-                state.talk.append((call.ended_at, talk))
             state.last_pass = None  # publish the new figures on the next pass
         return True
 
@@ -480,18 +563,33 @@ class CampaignRunner:
                 state, running=False, reason="stopped: " + "; ".join(blocks), decision=None, placed=0
             )
             return
-        agents = blend(await self.ports.staffing(campaign))
+        staffing = await self.ports.staffing(campaign)
+        agents = blend(staffing)
         self._sample_staffing(state, agents, now)
         due = await store.due_leads(campaign.id, now, self.leads_per_pass)
         due = [lead for lead in due if not self._dialling(lead.lead.id)]
+        booked: dict[int, str] = {}
         if self.ports.callback_agent is not None:
             # Only a scheduled lead can have a callback booked (a disposition scheduled it).
-            due = [
-                lead
-                for lead in due
-                if lead.status != "scheduled" or await self.ports.callback_agent(lead.lead.id) is None
-            ]
+            for lead in due:
+                if lead.status == "scheduled" and (agent := await self.ports.callback_agent(lead.lead.id)):
+                    booked[lead.lead.id] = agent
         allowed = await self._allowed(campaign, due, now)
+        ready_ids = frozenset(a.agent_id for a in staffing.agents if a.status == "ready")
+        routing = route_callbacks(
+            [DueLead(lead.lead.id, lead.next_attempt_at, booked.get(lead.lead.id)) for lead, _ in allowed],
+            ready_ids,
+            agents.ready if self.ports.connect_agent is not None else 0,
+            now,
+        )
+        by_id = {lead.lead.id: (lead, verdict) for lead, verdict in allowed}
+        placed = 0
+        for lead_id, agent_id in routing.direct:
+            placed += await self._place_for_agent(state, agent_id, by_id[lead_id], now)
+        if routing.direct:
+            # Each agent reserved for a callback (or who just stopped being ready) is not free.
+            agents = replace(agents, ready=max(0, agents.ready - len(routing.direct)))
+        allowed = [by_id[lead_id] for lead_id in routing.pooled]
         snapshot = PacingSnapshot(
             ready=agents.ready,
             talking=agents.talking,
@@ -503,13 +601,16 @@ class CampaignRunner:
             leads_available=len(allowed),
         )
         decision = state.pacer.decide(snapshot, monotonic_time.monotonic())
-        placed = 0
-        for lead in allowed[: decision.dial]:
-            placed += await self._place(state, lead, now)
+        for pooled in allowed[: decision.dial]:
+            placed += await self._place(state, pooled, now)
         reason = decision.reason
         if agents.kept_for_inbound:
             reason += f" ({agents.kept_for_inbound} ready agents kept for waiting inbound calls)"
-        if not allowed and not state.ringing:
+        if routing.direct:
+            reason += f"; {len(routing.direct)} callbacks dialled for the agents who booked them"
+        if routing.waiting:
+            reason += f"; {len(routing.waiting)} callbacks waiting for the agents who booked them"
+        if not allowed and not state.ringing and not routing.direct:
             reason += "; no lead may be dialled now"
         await self._publish(
             state, running=True, reason=reason, decision=decision, placed=placed, agents=agents
@@ -573,23 +674,53 @@ class CampaignRunner:
         )
         return 0
 
+    async def _place_for_agent(
+        self, state: _Live, agent_id: str, allowed: tuple[LeadView, Verdict], now: datetime
+    ) -> int:
+        """Dial a callback for the agent who booked it, through ``connect_agent`` (see RunnerPorts)."""
+        connect = self.ports.connect_agent
+        if connect is None:
+            return 0
+        lead, verdict = allowed
+        channel_id = new_channel_id(DIRECT_CALL_PREFIX)
+        try:
+            result = await connect(agent_id, state.campaign, lead, verdict, now, channel_id)
+        except StoreConflict as exc:
+            log.info("lead %d not dialled: %s", lead.lead.id, exc)
+            return 0
+        if result is None:
+            log.info("campaign %s: agent %s not reserved for lead %d's callback", state.campaign.id,
+                     agent_id, lead.lead.id)  # fmt: skip
+            return 0
+        if result.placed in (Placed.RINGING, Placed.UNRESOLVED):
+            self._follow(result.channel_id, state.campaign.id, lead.lead.id, now, direct=True)
+            log.info("campaign %s: dialled lead %d's callback for agent %s (%s)", state.campaign.id,
+                     lead.lead.id, agent_id, result.channel_id)  # fmt: skip
+            return 1
+        log.warning(
+            "campaign %s: lead %d %s: %s", state.campaign.id, lead.lead.id, result.placed, result.detail
+        )
+        return 0
+
     # ------------------------------------------------------------------ statistics
 
     def _sample_staffing(self, state: _Live, agents: CampaignAgents, now: datetime) -> None:
         last = state.staffed[-1][0] if state.staffed else None
-        seconds = min((now - last).total_seconds(), 60.0) if last is not None else 0.0
-        state.staffed.append((now, agents.logged_in * max(0.0, seconds)))
+        seconds = max(0.0, min((now - last).total_seconds(), 60.0)) if last is not None else 0.0
+        state.staffed.append((now, agents.logged_in * seconds, seconds))
         hour_ago = now - timedelta(hours=1)
         while state.staffed and state.staffed[0][0] < hour_ago:
             state.staffed.popleft()
-        while state.talk and state.talk[0][0] < hour_ago:
-            state.talk.popleft()
 
-    def _talk_per_agent_hour(self, state: _Live) -> float:
-        agent_seconds = sum(s for _, s in state.staffed)
-        if agent_seconds <= 0:
-            return 0.0
-        return sum(t for _, t in state.talk) / (agent_seconds / 3600.0)
+    async def _talk_per_agent_hour(self, state: _Live, agents: CampaignAgents, now: datetime) -> float:
+        """Stored talk of the last hour over the agent-hours staffed (``stats.talk_per_agent_hour``)."""
+        talk = await self.ports.talk(state.campaign.id, now - timedelta(hours=1))
+        return talk_per_agent_hour(
+            sum(talk.values()),
+            sum(a for _, a, _ in state.staffed),
+            sum(s for _, _, s in state.staffed),
+            agents.logged_in,
+        )
 
     async def _publish(
         self,
@@ -638,7 +769,7 @@ class CampaignRunner:
             abandonment_24h=day.abandonment_rate,
             abandonment_30d=month.abandonment_rate,
             cap=campaign.abandonment_cap,
-            talk_seconds_per_agent_hour=self._talk_per_agent_hour(state),
+            talk_seconds_per_agent_hour=await self._talk_per_agent_hour(state, a, now),
             at=now,
         )
         state.last = message
@@ -657,12 +788,16 @@ def paced_as_dict(message: CampaignPaced) -> dict[str, object]:
 
 
 __all__ = [
+    "CALLBACK_WAIT",
     "MACHINE_HANGUP_CAUSE",
     "AgentView",
+    "CallbackRouting",
     "CampaignAgents",
     "CampaignRunner",
+    "DueLead",
     "RunnerPorts",
     "Staffing",
     "blend",
     "paced_as_dict",
+    "route_callbacks",
 ]

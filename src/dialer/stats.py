@@ -61,3 +61,27 @@ def campaign_stats(attempts: Iterable[Attempt], now: datetime) -> CampaignStats:
         outcomes_24_hours=MappingProxyType(dict(sorted(outcomes.items()))),
         in_progress=sum(1 for a in items if a.outcome is Outcome.PENDING),
     )
+
+
+HOUR_SECONDS = 3600.0
+
+
+def talk_per_agent_hour(
+    talk_seconds: float, watched_agent_seconds: float, watched_seconds: float, agents_now: int
+) -> float:
+    """Talk seconds per agent-hour staffed over the last hour.
+
+    ``talk_seconds``: the talk of the campaign's calls that ended in the last hour, from the stored
+    call logs (so a restart loses none of it). Who was staffed is not stored: the loop samples the
+    campaign's logged-in agents while it runs, ``watched_agent_seconds`` over ``watched_seconds`` of
+    the last hour; the part of the hour it did not watch (before a restart, or while stopped) is
+    counted at the mean it watched (``agents_now`` when it has watched nothing yet). The agent-hours
+    are never fewer than the talk itself (an agent talking was staffed), so the figure is at most
+    3600 s per agent-hour.
+    """
+    watched = min(max(0.0, watched_seconds), HOUR_SECONDS)
+    mean = watched_agent_seconds / watched if watched > 0 else float(max(0, agents_now))
+    agent_seconds = max(watched_agent_seconds + mean * (HOUR_SECONDS - watched), talk_seconds)
+    if agent_seconds <= 0:
+        return 0.0
+    return talk_seconds / (agent_seconds / HOUR_SECONDS)

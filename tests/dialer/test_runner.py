@@ -8,16 +8,17 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
-from dataclasses import replace
+from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
 
 import pytest
 from pydantic import SecretStr
 
-from app.dialer_wiring import CrmCampaignStore
+from app.dialer_wiring import CrmDeskStore
 from crm import campaigns as crm_campaigns
 from crm import db as crm_db
+from crm.model import CallLog
 from cti.ami import AmiClient
 from cti.bus import Bus
 from cti.framing import parse_frame
@@ -25,7 +26,17 @@ from cti.model import CampaignPaced
 from cti.settings import AmiSettings
 from dialer.dialling import CallRoute
 from dialer.model import CallingWindow, Campaign, DialMode, Outcome
-from dialer.runner import AgentView, CampaignRunner, RunnerPorts, Staffing, blend
+from dialer.preview import AgentDesk, DeskPorts
+from dialer.runner import (
+    CALLBACK_WAIT,
+    AgentView,
+    CampaignRunner,
+    DueLead,
+    RunnerPorts,
+    Staffing,
+    blend,
+    route_callbacks,
+)
 from tests.support.ami_server import FakeAmi
 
 NOW = datetime(2026, 11, 23, 3, 0, tzinfo=UTC)  # 11:00 in Shanghai, 22:00 the day before in New York
@@ -58,11 +69,11 @@ def test_blending_keeps_ready_agents_for_waiting_inbound_calls() -> None:
 
 
 @pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[CrmCampaignStore]:
+async def store(tmp_path: Path) -> AsyncIterator[CrmDeskStore]:
     url = f"sqlite+aiosqlite:///{tmp_path / 'crm.sqlite3'}"
     await crm_db.migrate_async(url)
     engine = crm_db.make_engine(url)
-    s = CrmCampaignStore(crm_db.make_sessionmaker(engine))
+    s = CrmDeskStore(crm_db.make_sessionmaker(engine))
     try:
         yield s
     finally:
@@ -86,7 +97,7 @@ async def ami() -> AsyncIterator[tuple[FakeAmi, AmiClient]]:
             await task
 
 
-async def setup(store: CrmCampaignStore, campaign: Campaign, phones: list[str]) -> None:
+async def setup(store: CrmDeskStore, campaign: Campaign, phones: list[str]) -> None:
     await store.save_campaign(campaign, True, NOW)
     await crm_campaigns.add_leads(
         store._sm, campaign.id, [crm_campaigns.NewLead(p, "") for p in phones], filename="x.csv",
@@ -96,7 +107,7 @@ async def setup(store: CrmCampaignStore, campaign: Campaign, phones: list[str]) 
 
 
 def runner_for(
-    store: CrmCampaignStore, client: AmiClient, staffing: Staffing
+    store: CrmDeskStore, client: AmiClient, staffing: Staffing
 ) -> tuple[CampaignRunner, list[object], list[tuple[str, str, int]]]:
     published: list[object] = []
     joined: list[tuple[str, str, int]] = []
@@ -112,12 +123,13 @@ def runner_for(
         join_line=lambda channel, campaign, lead: joined.append((channel, campaign.id, lead)),
         publish=published.append,
         clock=lambda: NOW,
+        talk=store.campaign_talk,
     )
     return CampaignRunner(ports, Bus().subscribe("dialer", (object,))), published, joined
 
 
 async def test_a_pass_dials_one_call_per_free_agent_and_only_leads_compliance_allows(
-    store: CrmCampaignStore, ami: tuple[FakeAmi, AmiClient]
+    store: CrmDeskStore, ami: tuple[FakeAmi, AmiClient]
 ) -> None:
     server, client = ami
     await setup(store, CAMPAIGN, [SHANGHAI_1, SHANGHAI_2, ON_DNC, NEW_YORK])
@@ -147,9 +159,7 @@ async def test_a_pass_dials_one_call_per_free_agent_and_only_leads_compliance_al
     assert len(server.actions("Originate")) == 1
 
 
-async def test_waiting_inbound_calls_come_first(
-    store: CrmCampaignStore, ami: tuple[FakeAmi, AmiClient]
-) -> None:
+async def test_waiting_inbound_calls_come_first(store: CrmDeskStore, ami: tuple[FakeAmi, AmiClient]) -> None:
     server, client = ami
     await setup(store, CAMPAIGN, [SHANGHAI_1])
     runner, _, _ = runner_for(store, client, Staffing((AgentView("1001", "ready"),), inbound_waiting=1))
@@ -160,7 +170,7 @@ async def test_waiting_inbound_calls_come_first(
 
 
 async def test_a_stale_registry_list_stops_the_campaign(
-    store: CrmCampaignStore, ami: tuple[FakeAmi, AmiClient]
+    store: CrmDeskStore, ami: tuple[FakeAmi, AmiClient]
 ) -> None:
     server, client = ami
     campaign = Campaign(
@@ -191,7 +201,7 @@ async def test_a_stale_registry_list_stops_the_campaign(
 
 
 async def test_the_abandonment_ledger_is_rebuilt_from_the_stored_attempts_at_start(
-    store: CrmCampaignStore, ami: tuple[FakeAmi, AmiClient]
+    store: CrmDeskStore, ami: tuple[FakeAmi, AmiClient]
 ) -> None:
     _, client = ami
     await setup(store, CAMPAIGN, [SHANGHAI_1, SHANGHAI_2, ON_DNC])
@@ -211,7 +221,7 @@ async def test_the_abandonment_ledger_is_rebuilt_from_the_stored_attempts_at_sta
 
 
 async def test_a_call_accepted_but_never_seen_is_looked_for_and_never_redialled(
-    store: CrmCampaignStore, ami: tuple[FakeAmi, AmiClient]
+    store: CrmDeskStore, ami: tuple[FakeAmi, AmiClient]
 ) -> None:
     server, client = ami
     await setup(store, CAMPAIGN, [SHANGHAI_1])
@@ -231,3 +241,163 @@ async def test_a_call_accepted_but_never_seen_is_looked_for_and_never_redialled(
     (attempt,) = await store.attempts(lead.lead.id)
     assert attempt.outcome is Outcome.UNKNOWN and lead.status == "done"
     assert len(server.actions("Originate")) == 1
+
+
+# ------------------------------------------------------------------ callbacks booked for one agent
+
+
+def test_a_callback_booked_for_one_agent_goes_to_that_agent_waits_for_them_then_goes_to_anyone() -> None:
+    due = [
+        DueLead(1, NOW - timedelta(minutes=5), "1001"),  # 1001 is ready: theirs
+        DueLead(2, NOW - timedelta(minutes=4), "1001"),  # 1001 is taken by lead 1 this pass: waits
+        DueLead(3, NOW - timedelta(minutes=3), "1003"),  # 1003 is not ready, due 3 min ago: waits
+        DueLead(4, NOW - CALLBACK_WAIT, "1003"),  # 1003 not ready and waited long enough: anyone
+        DueLead(5, None),  # no callback: anyone
+        DueLead(6, NOW - timedelta(minutes=1), "1002"),  # 1002 is ready: theirs
+    ]
+    routed = route_callbacks(due, {"1001", "1002"}, free=2, now=NOW)
+    assert routed.direct == ((1, "1001"), (6, "1002"))
+    assert routed.pooled == (4, 5) and routed.waiting == (2, 3)
+    # Inbound calls kept one of the two ready agents: only one callback is dialled for its agent.
+    one_free = route_callbacks(due, {"1001", "1002"}, free=1, now=NOW)
+    assert one_free.direct == ((1, "1001"),) and one_free.waiting == (2, 3, 6)
+    # Nobody ready (or no way to reserve one agent): callbacks wait, then go to anyone.
+    nobody = route_callbacks(due, (), free=0, now=NOW)
+    assert nobody.direct == () and nobody.pooled == (4, 5) and nobody.waiting == (1, 2, 3, 6)
+    later = route_callbacks(due, (), free=0, now=NOW + CALLBACK_WAIT)
+    assert later.pooled == (1, 2, 3, 4, 5, 6)
+
+
+@dataclass
+class Reservations:
+    """Stand-in for routing's reservation of an agent for a call's key (tested in routing)."""
+
+    status: dict[str, str]
+    reserved: dict[str, str] = field(default_factory=dict)
+
+    async def agent_status(self, agent_id: str) -> str | None:
+        return self.status.get(agent_id)
+
+    async def may_take(self, agent_id: str, service: str) -> bool:
+        return True
+
+    async def reserve(self, agent_id: str, channel_id: str, service: str) -> bool:
+        if self.status.get(agent_id) != "ready":
+            return False
+        self.status[agent_id] = "reserved"
+        self.reserved[agent_id] = channel_id
+        return True
+
+    async def unreserve(self, agent_id: str, channel_id: str) -> None:
+        if self.reserved.pop(agent_id, None) == channel_id:
+            self.status[agent_id] = "ready"
+
+
+async def test_a_callback_booked_for_an_agent_is_dialled_for_that_agent_when_they_are_ready(
+    store: CrmDeskStore, ami: tuple[FakeAmi, AmiClient]
+) -> None:
+    server, client = ami
+    await setup(store, CAMPAIGN, [SHANGHAI_1, SHANGHAI_2])
+    leads = {v.lead.phone: v.lead.id for v in await store.leads("renewals", None, 10, 0)}
+    # Agent 1001 took SHANGHAI_1's call and booked "call me back" for themself, due 5 minutes ago.
+    earlier = NOW - timedelta(hours=1)
+    await store.begin_attempt(leads[SHANGHAI_1], "dial-0000000000000001", earlier)
+    await store.finish_attempt("dial-0000000000000001", Outcome.CONNECTED, earlier + timedelta(minutes=2), "")
+    await store.dispose_attempt(
+        "dial-0000000000000001", "callback", "", "1001", earlier + timedelta(minutes=3), status="scheduled",
+        next_attempt_at=NOW - timedelta(minutes=5), reason="callback", callback=True, callback_agent="1001",
+    )  # fmt: skip
+    reservations = Reservations({"1001": "not_ready", "1002": "ready"})
+    desk = AgentDesk(
+        store,
+        DeskPorts(
+            agent_status=reservations.agent_status, may_take=reservations.may_take,
+            reserve=reservations.reserve, unreserve=reservations.unreserve, follow=lambda c, lead: None,
+            call_agent=lambda pbx, linkedid: asyncio.sleep(0, (False, None)),
+            save_call_disposition=lambda *a: asyncio.sleep(0), customer_card=lambda c: asyncio.sleep(0),
+            link=client, route=lambda agent: CallRoute("outside", "cti-preview", agent),
+        ),
+        clock=lambda: NOW,
+    )  # fmt: skip
+
+    async def staffing(campaign: Campaign) -> Staffing:
+        return Staffing(tuple(AgentView(a, s) for a, s in sorted(reservations.status.items())))
+
+    async def callback_agent(lead_id: int) -> str | None:
+        booked = await store.lead_callback(lead_id)
+        return booked[0] if booked is not None else None
+
+    runner, _, joined = runner_for(store, client, Staffing(()))
+    runner.ports = replace(
+        runner.ports, staffing=staffing, callback_agent=callback_agent, connect_agent=desk.connect
+    )
+    # 1001 is not ready: the callback waits for them; 1002 gets the other lead through the line.
+    await runner.pace_all()
+    (first,) = server.actions("Originate")
+    assert first.headers["Channel"] == f"PJSIP/{SHANGHAI_2.lstrip('+')}@outside"
+    assert first.headers["Context"] == "cti-campaign"
+    paced = runner.live("renewals")
+    assert paced is not None and "1 callbacks waiting" in paced.reason
+    assert (await store.lead(leads[SHANGHAI_1])).status == "scheduled"
+
+    # 1002 is now on that call and 1001 is ready: the callback is dialled for 1001 only.
+    reservations.status.update({"1001": "ready", "1002": "on_call"})
+    await runner.pace_all()
+    first_again, second = server.actions("Originate")
+    assert first_again == first
+    assert second.headers["Channel"] == f"PJSIP/{SHANGHAI_1.lstrip('+')}@outside"
+    assert (second.headers["Context"], second.headers["Exten"]) == ("cti-preview", "1001")
+    channel_id = second.headers["ChannelId"]
+    assert channel_id.startswith("cbk-") and reservations.reserved == {"1001": channel_id}
+    assert runner.following() == {first.headers["ChannelId"], channel_id}
+    paced = runner.live("renewals")
+    assert paced is not None and paced.placed == 1 and "1 callbacks dialled" in paced.reason
+    assert paced.ringing == 1  # the callback's agent is reserved: it is not a call waiting for anyone
+    (_, attempt) = await store.attempts(leads[SHANGHAI_1])
+    assert attempt.channel_id == channel_id and attempt.outcome is Outcome.PENDING
+    assert joined == []  # no call was seen on the bus yet; the callback is never put in the line
+
+    # Nothing more: both agents are busy, no lead is left.
+    await runner.pace_all()
+    assert len(server.actions("Originate")) == 2
+
+
+# ------------------------------------------------------------------ talk time per agent-hour
+
+
+async def test_talk_time_per_agent_hour_comes_from_the_stored_call_logs_and_survives_a_restart(
+    store: CrmDeskStore, ami: tuple[FakeAmi, AmiClient]
+) -> None:
+    _, client = ami
+    await setup(store, CAMPAIGN, [SHANGHAI_1, SHANGHAI_2, ON_DNC])
+    leads = await store.leads("renewals", None, 10, 0)
+    # Two calls ended in the last hour (1001 talked 600 s, 1002 300 s), one two hours ago.
+    talks = ((timedelta(minutes=10), "1001", 600), (timedelta(minutes=20), "1002", 300),
+             (timedelta(hours=2), "1001", 1000))  # fmt: skip
+    for view, (ago, agent, talk) in zip(leads, talks, strict=True):
+        channel = f"dial-{view.lead.id:016x}"
+        ended = NOW - ago
+        await store.begin_attempt(view.lead.id, channel, ended - timedelta(seconds=talk + 30))
+        await store.finish_attempt(channel, Outcome.CONNECTED, ended, "")
+        await store.schedule_lead(view.lead.id, "done", None, "connected", ended)
+        async with store._sm() as session, session.begin():
+            session.add(
+                CallLog(pbx="pbx1", linkedid=channel, direction="outbound", ani_raw=view.lead.phone[1:],
+                        ani_e164=view.lead.phone, caller_name="", dnis="8001",
+                        started_at=ended - timedelta(seconds=talk + 10), ended_at=ended, phase="ended",
+                        agent=agent, talk_seconds=talk, created_at=ended, updated_at=ended)
+            )  # fmt: skip
+    two_busy = Staffing((AgentView("1001", "on_call", 5.0), AgentView("1002", "wrap_up", 3.0)))
+    for _ in range(2):  # a run, then the run after a restart: the same figure, not zero
+        runner, _, _ = runner_for(store, client, two_busy)
+        await runner.pace_all()
+        paced = runner.live("renewals")
+        assert paced is not None and paced.talk_seconds_per_agent_hour == 900 / 2  # 900 s over 2 agents
+    # 30 s later four agents are logged in: the hour is counted at the mean the run has watched.
+    clock = [NOW + timedelta(seconds=30)]
+    four = Staffing(two_busy.agents + (AgentView("1003", "on_call", 1.0), AgentView("1004", "wrap_up", 1.0)))
+    runner.ports = replace(runner.ports, clock=lambda: clock[0], staffing=lambda c: asyncio.sleep(0, four))
+    runner.publish_seconds = 0.0
+    await runner.pace_all()
+    paced = runner.live("renewals")
+    assert paced is not None and paced.talk_seconds_per_agent_hour == 900 / 4

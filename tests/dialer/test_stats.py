@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 from dialer.model import Attempt, Outcome
-from dialer.stats import campaign_stats
+from dialer.stats import campaign_stats, talk_per_agent_hour
 
 NOW = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
 
@@ -36,3 +36,16 @@ def test_figures_over_both_windows() -> None:
 
 def test_no_answers_means_no_rate() -> None:
     assert campaign_stats([], NOW).last_24_hours.abandonment_rate == 0.0
+
+
+def test_talk_per_agent_hour_counts_the_unwatched_part_of_the_hour_at_the_mean_watched() -> None:
+    # Just started (nothing watched yet): the agents logged in now stand for the whole hour.
+    assert talk_per_agent_hour(900.0, 0.0, 0.0, agents_now=2) == 450.0
+    # Watched the whole hour: 3 agents for 20 minutes, then 1 for 40 (1 agent-hour + 40 min).
+    watched = 3 * 1200.0 + 1 * 2400.0
+    assert talk_per_agent_hour(1500.0, watched, 3600.0, agents_now=1) == 1500.0 / (watched / 3600.0)
+    # Watched the last 15 minutes at 4 agents: the 45 minutes before count as 4 agents too.
+    assert talk_per_agent_hour(3600.0, 4 * 900.0, 900.0, agents_now=0) == 900.0
+    # Nobody staffed as far as the loop saw, yet talk was stored: never more than 3600 s an hour.
+    assert talk_per_agent_hour(1200.0, 0.0, 0.0, agents_now=0) == 3600.0
+    assert talk_per_agent_hour(0.0, 0.0, 0.0, agents_now=0) == 0.0

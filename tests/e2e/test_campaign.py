@@ -392,6 +392,54 @@ async def test_a_stale_registry_list_stops_the_campaign(
     assert number.lstrip("+") not in customers.invites()
 
 
+async def test_a_callback_booked_for_one_agent_is_dialled_for_that_agent_only(
+    sandbox_pbx: SandboxPbx, api: Api, customers: Customers
+) -> None:
+    person = "+8613900000511"
+    leads = await campaign(api, sandbox_pbx, "callbacks", "progressive", [person])
+    await ready(api, "1001")
+    await not_ready(api, "1002")
+    await start(api, sandbox_pbx, "callbacks")
+    try:
+        leads = await api.settled("callbacks", [person])
+        (first,) = await api.attempts(leads[person]["id"])
+        assert first["outcome"] == "connected", api.platform.log_tail(150)
+        calls = await api.until("the first call logged", lambda: _calls_with(api, [first["channel_id"]]))
+        row = calls[first["channel_id"]]
+        assert row["agent"] == "1001"
+        # 1001 steps away; the customer asked 1001 to call back in a moment; 1002 is ready.
+        await api.until("agent 1001 back from the call", lambda: _status(api, "1001", "ready"))
+        await not_ready(api, "1001")
+        await ready(api, "1002")
+        at = (datetime.now(UTC) + timedelta(seconds=2)).isoformat()
+        done = await api.request(
+            "1001", "POST", f"/api/dialer/calls/{row['pbx']}/{first['channel_id']}/disposition",
+            json={"disposition": "callback", "at": at, "callback_for": "me"},
+        )  # fmt: skip
+        assert done["next_step"] == "scheduled" and done["callback_agent"] == "1001"
+
+        async def waiting() -> dict[str, Any] | None:
+            live = await api.get("/api/dialer/campaigns/callbacks/live")
+            return live if "1 callbacks waiting" in live["reason"] else None
+
+        await api.until("the callback due and waiting for 1001", waiting, timeout=30)
+        assert len(await api.attempts(leads[person]["id"])) == 1  # not given to the ready 1002
+        await ready(api, "1001")
+
+        async def second_ended() -> dict[str, Any] | None:
+            attempts = await api.attempts(leads[person]["id"])
+            return attempts[1] if len(attempts) == 2 and attempts[1]["outcome"] != "pending" else None
+
+        second = await api.until("the callback dialled and ended", second_ended)
+        assert second["outcome"] == "connected", api.platform.log_tail(150)
+        calls = await api.until("the callback logged", lambda: _calls_with(api, [second["channel_id"]]))
+        assert calls[second["channel_id"]]["agent"] == "1001"
+        assert customers.invites().get(person.lstrip("+")) == 2
+    finally:
+        await start(api, sandbox_pbx, "callbacks", active=False)
+        await ready(api, "1001", "1002")
+
+
 async def test_a_restart_mid_campaign_dials_no_number_twice(
     sandbox_pbx: SandboxPbx, api: Api, customers: Customers
 ) -> None:
