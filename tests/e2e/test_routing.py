@@ -52,7 +52,7 @@ def routing_pbx(sandbox_pbx: SandboxPbx) -> Iterator[SandboxPbx]:
     files = dict(sandbox_pbx.files)
     plan = files["extensions.conf"]
     for agent in sandbox_pbx.agents:
-        line = f"exten => {agent.id},1,Dial(PJSIP/{agent.id},{DEFAULT_DIAL_TIMEOUT},r)"
+        line = f" same => n,Dial(PJSIP/{agent.id},{DEFAULT_DIAL_TIMEOUT},r)"  # in [cti-agents]
         assert line in plan, f"the dialplan no longer dials agent {agent.id} as expected"
         plan = plan.replace(line, line.replace(f",{DEFAULT_DIAL_TIMEOUT},", f",{DIAL_TIMEOUT},"))
     files["extensions.conf"] = plan
