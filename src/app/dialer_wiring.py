@@ -68,6 +68,12 @@ def _stored(row: crm_campaigns.CampaignRow) -> StoredCampaign:
     )
 
 
+def _lead_view(r: crm_campaigns.LeadRecord) -> LeadView:
+    fields = {str(k): str(v) for k, v in r.fields.items()}
+    lead = Lead(r.id, r.campaign_id, r.phone_e164, r.name, r.consent, r.customer_id, fields)
+    return LeadView(lead, r.status, r.next_attempt_at, r.done_reason)
+
+
 def _attempt(a: crm_campaigns.AttemptRecord) -> Attempt:
     return Attempt(a.lead_id, a.number, a.channel_id, a.dialled_at, Outcome(a.outcome), a.ended_at)
 
@@ -137,23 +143,7 @@ class CrmCampaignStore:
         rows = await crm_campaigns.list_leads(
             self._sm, campaign_id, status=status, limit=limit, after_id=after_id
         )
-        return [
-            LeadView(
-                Lead(
-                    r.id,
-                    r.campaign_id,
-                    r.phone_e164,
-                    r.name,
-                    r.consent,
-                    r.customer_id,
-                    {str(k): str(v) for k, v in r.fields.items()},
-                ),
-                r.status,
-                r.next_attempt_at,
-                r.done_reason,
-            )
-            for r in rows
-        ]
+        return [_lead_view(r) for r in rows]
 
     async def attempts(self, lead_id: int) -> Sequence[Attempt]:
         return [_attempt(a) for a in await crm_campaigns.lead_attempts(self._sm, lead_id)]
@@ -201,9 +191,7 @@ class CrmCampaignStore:
             r = await crm_campaigns.get_lead(self._sm, lead_id)
         except crm_service.NotFound as exc:
             raise UnknownRecord(f"lead {lead_id}") from exc
-        fields = {str(k): str(v) for k, v in r.fields.items()}
-        lead = Lead(r.id, r.campaign_id, r.phone_e164, r.name, r.consent, r.customer_id, fields)
-        return LeadView(lead, r.status, r.next_attempt_at, r.done_reason)
+        return _lead_view(r)
 
     async def begin_attempt(self, lead_id: int, channel_id: str, now: datetime) -> Attempt:
         try:
@@ -243,23 +231,7 @@ class CrmCampaignStore:
 
     async def due_leads(self, campaign_id: str, now: datetime, limit: int) -> list[LeadView]:
         rows = await crm_campaigns.due_leads(self._sm, campaign_id, now, limit)
-        return [
-            LeadView(
-                Lead(
-                    r.id,
-                    r.campaign_id,
-                    r.phone_e164,
-                    r.name,
-                    r.consent,
-                    r.customer_id,
-                    {str(k): str(v) for k, v in r.fields.items()},
-                ),
-                r.status,
-                r.next_attempt_at,
-                r.done_reason,
-            )
-            for r in rows
-        ]
+        return [_lead_view(r) for r in rows]
 
 
 def build_dialer_router(sessionmaker: SessionMaker, auth: AuthDeps) -> APIRouter:
@@ -336,9 +308,7 @@ class CrmDeskStore(CrmCampaignStore):
         )
         if r is None:
             return None
-        fields = {str(k): str(v) for k, v in r.fields.items()}
-        lead = Lead(r.id, r.campaign_id, r.phone_e164, r.name, r.consent, r.customer_id, fields)
-        return LeadView(lead, r.status, r.next_attempt_at, r.done_reason)
+        return _lead_view(r)
 
     async def lead_hold(self, lead_id: int) -> tuple[str, datetime] | None:
         return await crm_campaigns.lead_hold(self._sm, lead_id)
