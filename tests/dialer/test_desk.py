@@ -17,7 +17,6 @@ from datetime import UTC, datetime, time, timedelta
 from typing import Any
 
 import pytest
-from pydantic import SecretStr
 
 from app.dialer_wiring import CrmDeskStore
 from crm import campaigns as crm_campaigns
@@ -26,8 +25,6 @@ from crm.db import SessionMaker
 from crm.model import CallLog
 from cti.ami import AmiClient
 from cti.auth import Principal, Role
-from cti.framing import parse_frame
-from cti.settings import AmiSettings
 from dialer.dialling import CallRoute
 from dialer.dispositions import CallbackFor, Disposition
 from dialer.model import CallingWindow, Campaign, DialMode, Outcome
@@ -95,23 +92,6 @@ async def sessionmaker(postgres_server: PostgresServer) -> AsyncIterator[Session
     finally:
         await engine.dispose()
         postgres_server.drop_database(name)
-
-
-@pytest.fixture
-async def ami() -> AsyncIterator[tuple[FakeAmi, AmiClient]]:
-    async with FakeAmi(secret="s3cret") as fake:
-        settings = AmiSettings(
-            host="127.0.0.1", port=fake.port, username="cti", secret=SecretStr("s3cret"), ping_interval=60.0,
-            ping_timeout=1.0, connect_timeout=2.0, action_timeout=2.0, reconnect_min=0.02, reconnect_max=0.1,
-        )  # fmt: skip
-        client = AmiClient(settings, decode_event=parse_frame)
-        task = asyncio.create_task(client.run())
-        await client.wait_connected(5)
-        try:
-            yield fake, client
-        finally:
-            await client.close()
-            await task
 
 
 @dataclass

@@ -9,20 +9,16 @@ Originate is written cannot be produced on demand by a real Asterisk. The store 
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, time, timedelta
 from pathlib import Path
 
 import pytest
-from pydantic import SecretStr
 
 from app.dialer_wiring import CrmCampaignStore
 from crm import campaigns as crm_campaigns
 from crm import db as crm_db
 from cti.ami import AmiClient
-from cti.framing import parse_frame
-from cti.settings import AmiSettings
 from dialer.compliance import Refusal, Verdict
 from dialer.dialling import CallRoute, Placed, place_call, reconcile_pending
 from dialer.model import CallingWindow, Campaign, DialMode
@@ -54,23 +50,6 @@ async def store(tmp_path: Path) -> AsyncIterator[CrmCampaignStore]:
         yield s
     finally:
         await engine.dispose()
-
-
-@pytest.fixture
-async def ami() -> AsyncIterator[tuple[FakeAmi, AmiClient]]:
-    async with FakeAmi(secret="s3cret") as fake:
-        settings = AmiSettings(
-            host="127.0.0.1", port=fake.port, username="cti", secret=SecretStr("s3cret"), ping_interval=60.0,
-            ping_timeout=1.0, connect_timeout=2.0, action_timeout=2.0, reconnect_min=0.02, reconnect_max=0.1,
-        )  # fmt: skip
-        client = AmiClient(settings, decode_event=parse_frame)
-        task = asyncio.create_task(client.run())
-        await client.wait_connected(5)
-        try:
-            yield fake, client
-        finally:
-            await client.close()
-            await task
 
 
 async def only_lead(store: CrmCampaignStore) -> LeadView:

@@ -13,7 +13,6 @@ from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
 
 import pytest
-from pydantic import SecretStr
 
 from app.dialer_wiring import CrmDeskStore
 from crm import campaigns as crm_campaigns
@@ -21,9 +20,7 @@ from crm import db as crm_db
 from crm.model import CallLog
 from cti.ami import AmiClient
 from cti.bus import Bus
-from cti.framing import parse_frame
 from cti.model import CampaignPaced
-from cti.settings import AmiSettings
 from dialer.dialling import CallRoute
 from dialer.model import CallingWindow, Campaign, DialMode, Outcome
 from dialer.preview import AgentDesk, DeskPorts
@@ -78,23 +75,6 @@ async def store(tmp_path: Path) -> AsyncIterator[CrmDeskStore]:
         yield s
     finally:
         await engine.dispose()
-
-
-@pytest.fixture
-async def ami() -> AsyncIterator[tuple[FakeAmi, AmiClient]]:
-    async with FakeAmi(secret="s3cret") as fake:
-        settings = AmiSettings(
-            host="127.0.0.1", port=fake.port, username="cti", secret=SecretStr("s3cret"), ping_interval=60.0,
-            ping_timeout=1.0, connect_timeout=2.0, action_timeout=2.0, reconnect_min=0.02, reconnect_max=0.1,
-        )  # fmt: skip
-        client = AmiClient(settings, decode_event=parse_frame)
-        task = asyncio.create_task(client.run())
-        await client.wait_connected(5)
-        try:
-            yield fake, client
-        finally:
-            await client.close()
-            await task
 
 
 async def setup(store: CrmDeskStore, campaign: Campaign, phones: list[str]) -> None:
