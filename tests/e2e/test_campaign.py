@@ -11,8 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -34,21 +33,13 @@ SHANGHAI = ZoneInfo("Asia/Shanghai")
 
 
 class Api(PlatformApi):
+    until_timeout = 60.0
+
     async def get(self, path: str, **params: Any) -> Any:
         return await self.request("admin", "GET", path, params=params)
 
     async def agent(self, agent_id: str, action: str) -> None:
         await self.request(agent_id, "POST", f"/api/routing/agents/{agent_id}/{action}")
-
-    async def until(self, what: str, probe: Callable[[], Awaitable[Any]], timeout: float = 60.0) -> Any:
-        deadline = time.monotonic() + timeout
-        while True:
-            found = await probe()
-            if found:
-                return found
-            if time.monotonic() > deadline:
-                raise AssertionError(f"{what}: not within {timeout} s\n{self.platform.log_tail(120)}")
-            await asyncio.sleep(0.3)
 
     async def leads(self, campaign: str) -> dict[str, dict[str, Any]]:
         rows = await self.get(f"/api/dialer/campaigns/{campaign}/leads", limit=1000)

@@ -13,11 +13,9 @@ number goes on the do-not-call list and is never offered again). Nothing is fake
 
 from __future__ import annotations
 
-import asyncio
 import itertools
 import os
-import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from datetime import time as dt_time
 from pathlib import Path
@@ -50,16 +48,6 @@ SHANGHAI = ZoneInfo("Asia/Shanghai")
 
 
 class Api(PlatformApi):
-    async def until(self, what: str, probe: Callable[[], Any], timeout: float = 30.0) -> Any:
-        deadline = time.monotonic() + timeout
-        while True:
-            found = await probe()
-            if found:
-                return found
-            if time.monotonic() > deadline:
-                raise AssertionError(f"{what}: not within {timeout} s\n{self.platform.log_tail()}")
-            await asyncio.sleep(0.25)
-
     async def attempt(self, lead_id: int, outcome: str) -> dict[str, Any] | None:
         attempts = await self.request("admin", "GET", f"/api/dialer/leads/{lead_id}/attempts")
         return attempts[-1] if attempts and attempts[-1]["outcome"] == outcome else None

@@ -14,8 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -85,17 +84,6 @@ class Api(PlatformApi):
 
     async def waiting(self) -> list[dict[str, Any]]:
         return [w for q in await self.get("/api/routing/queues") for w in q["waiting"]]
-
-    async def until(self, what: str, probe: Callable[[], Any], timeout: float = 30.0) -> Any:
-        """``probe()``'s first truthy answer within ``timeout`` seconds."""
-        deadline = time.monotonic() + timeout
-        while True:
-            found = await probe()
-            if found:
-                return found
-            if time.monotonic() > deadline:
-                raise AssertionError(f"{what}: not within {timeout} s\n{self.platform.log_tail()}")
-            await asyncio.sleep(0.25)
 
 
 async def start_platform(pbx: SandboxPbx, state: Path, extra: dict[str, str]) -> tuple[PlatformProcess, Api]:

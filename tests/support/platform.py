@@ -15,7 +15,7 @@ import signal
 import socket
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -242,6 +242,9 @@ class PlatformApi:
     """The platform over HTTP as several users at once (admin, supervisors, each agent), each signed
     in with ``login`` and named by user name in ``request``."""
 
+    #: How long ``until`` waits when the caller gives no timeout.
+    until_timeout = 30.0
+
     def __init__(self, platform: PlatformProcess) -> None:
         self.platform = platform
         self.tokens: dict[str, str] = {}
@@ -263,3 +266,18 @@ class PlatformApi:
         response = await self.raw(who, method, path, **kwargs)
         assert response.status_code < 300, f"{method} {path}: {response.status_code} {response.text}"
         return response.json()
+
+    async def until(
+        self, what: str, probe: Callable[[], Awaitable[Any]], timeout: float | None = None
+    ) -> Any:
+        """``probe()``'s first truthy answer within ``timeout`` seconds; else the test fails, with the
+        platform's log."""
+        timeout = self.until_timeout if timeout is None else timeout
+        deadline = time.monotonic() + timeout
+        while True:
+            found = await probe()
+            if found:
+                return found
+            if time.monotonic() > deadline:
+                raise AssertionError(f"{what}: not within {timeout} s\n{self.platform.log_tail(120)}")
+            await asyncio.sleep(0.25)
