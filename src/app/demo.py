@@ -43,6 +43,7 @@ from cti.model import CampaignPaced
 from cti.settings import Settings
 from dialer.model import CallingWindow, Campaign, DialMode, Outcome
 from dialplans.wiring import sandbox_agents
+from ivr.model import BusinessHours, Flow
 from ivr.service import IvrFinished
 from routing.directory import AgentProfile
 from routing.model import Agent, AgentStatus, Login, Ready
@@ -91,6 +92,9 @@ class IvrWalk:
     dnis: str
     keys: tuple[tuple[int, str], ...]
     hold_seconds: float
+    #: When the flow is closed: the caller speaks this long after the call starts, once the greeting
+    #: and the closed message (in the caller's language) have played.
+    closed_speak_ms: int = 10_000
 
 
 #: The PIN and balance the demo puts on 李娜's record for the Mandarin self-service walk.
@@ -102,7 +106,8 @@ DEMO_SELF_SERVICE: dict[str, dict[str, Any]] = {
 
 #: The IVR walks of the example flows (``ivr/flows``), timed to their prompts: a key pressed while a
 #: prompt that cannot be interrupted plays is lost, and the walk then ends where the flow sends a
-#: caller who pressed nothing. After hours both flows take a message instead.
+#: caller who pressed nothing. After hours both flows take a message instead, so a walk due then is
+#: replaced by :func:`after_hours_walk`.
 DEMO_IVR_WALKS: tuple[IvrWalk, ...] = (
     IvrWalk(
         "English, asks for an agent",
@@ -110,6 +115,7 @@ DEMO_IVR_WALKS: tuple[IvrWalk, ...] = (
         "4008001234",
         ((4000, "0"),),
         40.0,
+        closed_speak_ms=9_500,  # "Hello, and welcome back, Alice Smith" then the English closed message
     ),
     IvrWalk(
         "Mandarin, balance with a PIN (self-service), then # to hang up",
@@ -117,6 +123,7 @@ DEMO_IVR_WALKS: tuple[IvrWalk, ...] = (
         "4008001234",
         ((5500, "1"), (2000, DEMO_PIN[0]), *((300, d) for d in DEMO_PIN[1:]), (300, "#"), (7000, "#")),
         35.0,
+        closed_speak_ms=18_000,  # the Mandarin greeting and closed message take about 17 s
     ),
     IvrWalk(
         "English, leaves a message (voicemail)",
@@ -124,6 +131,7 @@ DEMO_IVR_WALKS: tuple[IvrWalk, ...] = (
         "18005550100",
         ((3500, "3"), (4500, VOICE)),
         35.0,
+        closed_speak_ms=8_500,  # the sales line opens with its hours: the closed message, about 8 s
     ),
 )
 
@@ -164,6 +172,33 @@ def demo_logins(state_dir: Path) -> dict[Role, str]:
 
 # ---------------------------------------------------------------------- the call plan
 
+#: How long the spoken message (SIPp's A-law recording) lasts, with a little to spare: the caller
+#: hangs up this long after starting to speak.
+MESSAGE_SECONDS = 9.0
+
+
+def after_hours_walk(walk: IvrWalk, status: str) -> IvrWalk:
+    """What ``walk``'s caller does when the flow is not open (``status`` ``closed`` or ``holiday``):
+    no keys (the menu is not offered), a spoken message after the tone, then hang up, long before
+    the message's time limit."""
+    return IvrWalk(
+        f"{walk.what.split(',')[0]}, finds it {status}: leaves a message (voicemail)",
+        walk.caller,
+        walk.dnis,
+        ((walk.closed_speak_ms, VOICE),),
+        walk.closed_speak_ms / 1000 + MESSAGE_SECONDS,
+        walk.closed_speak_ms,
+    )
+
+
+def ivr_status(flow: Flow, now: datetime) -> str:
+    """``open``, ``closed`` or ``holiday``: the first opening-hours branch of ``flow`` at ``now``
+    (``open`` for a flow without one). The demo's flows have a single such branch."""
+    for node in flow.nodes.values():
+        if isinstance(node, BusinessHours):
+            return node.status(now)
+    return "open"
+
 
 @dataclass(frozen=True)
 class PlannedCall:
@@ -190,6 +225,8 @@ class CallPlan:
     direct_dnis: Sequence[str] = ()
     #: One IVR walk (taken in turn) opens each round, so the first call of the demo is an IVR caller.
     ivr_walks: Sequence[IvrWalk] = ()
+    #: Whether an IVR number's flow is ``open``, ``closed`` or on ``holiday`` now (read at each walk).
+    ivr_status: Callable[[str], str] = lambda _dnis: "open"
     _round: list[tuple[str, bool]] = field(default_factory=list)
     _walks: int = 0
     _deck: list[Caller] = field(default_factory=list)
@@ -208,6 +245,8 @@ class CallPlan:
             if self.ivr_walks:
                 walk = self.ivr_walks[self._walks % len(self.ivr_walks)]
                 self._walks += 1
+                if (status := self.ivr_status(walk.dnis)) != "open":
+                    walk = after_hours_walk(walk, status)
                 return PlannedCall(walk.caller, walk.dnis, walk.hold_seconds, True, walk)
         dnis, unknown = self._round.pop(0)
         if unknown:
@@ -760,7 +799,15 @@ async def run_demo(
     direct = [dnis for dnis, mode in DEMO_SERVICES if mode == "direct"]
     ivr_numbers = {dnis for dnis, mode in DEMO_SERVICES if mode == "ivr"}
     walks = [w for w in DEMO_IVR_WALKS if w.dnis in ivr_numbers] if platform.ivr is not None else []
-    plan = CallPlan(rng, _known_callers(customers), hold, direct, walks)
+    flows = platform.ivr.flows if platform.ivr is not None else {}
+    plan = CallPlan(
+        rng,
+        _known_callers(customers),
+        hold,
+        direct,
+        walks,
+        lambda dnis: ivr_status(flows[dnis], datetime.now(UTC)) if dnis in flows else "open",
+    )
     await _self_service_data(platform, customers)
     if platform.ivr is not None:
         platform.ivr.listeners.append(lambda finished: _say(ivr_line(finished)))
