@@ -104,6 +104,13 @@ async def step(pbx: bench.BenchPbx, pid: int, rate: float, args: argparse.Namesp
     }
 
 
+async def idle_cpu(pid: int, seconds: float) -> float:
+    """Asterisk's CPU milliseconds per second with no call up: what being attached costs at rest."""
+    before = await asyncio.to_thread(tree_cpu_seconds, pid)
+    await asyncio.sleep(seconds)
+    return round((await asyncio.to_thread(tree_cpu_seconds, pid) - before) / seconds * 1000, 2)
+
+
 async def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -113,6 +120,9 @@ async def main() -> None:
     parser.add_argument("--hold-ms", type=int, default=2000)
     parser.add_argument("--rounds", type=int, default=2, help="alternations of the modes")
     parser.add_argument("--modes", default="bare,listener,attached", help="bare, listener, attached")
+    parser.add_argument(
+        "--idle-seconds", type=float, default=0, help="first measure Asterisk at rest this long, per mode"
+    )
     parser.add_argument("--json", help="also write the figures here")
     parser.add_argument("--keep-up", action="store_true", help="leave the bench instance running")
     args = parser.parse_args()
@@ -136,8 +146,11 @@ async def main() -> None:
                     listener = await bench.TimedRecorder.connect(pbx.ami_port, pbx.ami_user, secret)
                 elif mode != "bare":
                     raise SystemExit(f"unknown mode {mode!r}")
+                idle = await idle_cpu(status.pid, args.idle_seconds) if args.idle_seconds > 0 else None
                 steps = [await step(pbx, status.pid, rate, args) for rate in rates]
                 run: dict[str, Any] = {"round": n + 1, "mode": mode, "steps": steps}
+                if idle is not None:
+                    run["idle_cpu_ms_per_s"] = idle
                 if listener is not None:
                     run["listener_events"] = len(listener.events)
                     await listener.close()
@@ -151,6 +164,8 @@ async def main() -> None:
                             "queue_overflows",
                             "events_dropped",
                             "frames",
+                            "actions_sent",
+                            "events_skipped",
                         )
                     }
                     platform_cpu = await asyncio.to_thread(tree_cpu_seconds, platform.platform.proc.pid)  # type: ignore[union-attr]
@@ -174,6 +189,9 @@ async def main() -> None:
                 r["steps"][i]["cpu_ms_per_call"] for r in runs if r["mode"] == mode
             )
             row[f"failed_{mode}"] = sum(r["steps"][i]["failed"] or 0 for r in runs if r["mode"] == mode)
+            idles = [r["idle_cpu_ms_per_s"] for r in runs if r["mode"] == mode and "idle_cpu_ms_per_s" in r]
+            if i == 0 and idles:
+                row[f"{mode}_idle_cpu_ms_per_s"] = statistics.median(idles)
         for mode in modes:
             if mode != "bare" and "bare" in modes:
                 ratio = row["bare_cpu_ms_per_call"] / row[f"{mode}_cpu_ms_per_call"]

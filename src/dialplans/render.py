@@ -127,6 +127,10 @@ class PbxConfigParams:
     capture_username: str = "capture"
     capture_secret: str | None = None
     dial_timeout: int = 30
+    #: Whether any service announces position and expected wait. When none does, a caller the
+    #: platform has told nothing (``CTI_WAIT_EVERY`` unset) hears music only, with no 3-s slices
+    #: waiting for word, and the platform sends waiting callers nothing.
+    wait_announcements: bool = True
     #: Asterisk's verbosity (0 keeps the log quiet; 3 logs every dialplan step).
     verbose: int = 0
     #: Where the platform's permit ACL lets AMI clients in from.
@@ -287,6 +291,45 @@ def validate(params: PbxConfigParams) -> None:
         raise ValueError(f"a DNIS equals an agent id: {', '.join(sorted(agent_collisions))}")
 
 
+#: AMI events Asterisk never formats for any client (manager.conf ``disabledevents``). Asterisk
+#: builds an event's text once for all logged-in clients, before it checks who may read it, so an
+#: event outside the platform's read classes still costs CPU on every call; the list holds the
+#: frequent ones the platform, its tests and its benchmarks never read. ``VarSet`` alone is half of
+#: all events (every ``Set()`` and variable Asterisk sets itself); ``Newexten``, ``DialState`` and
+#: ``AGIExecStart`` stay, because tests and benchmarks follow calls by them.
+AMI_DISABLED_EVENTS: tuple[str, ...] = (
+    "VarSet",
+    "TestEvent",
+    "RTCPSent",
+    "RTCPReceived",
+    "DTMFBegin",
+    "HangupRequest",
+    "SoftHangupRequest",
+    "NewConnectedLine",
+    "NewAccountCode",
+    "BridgeCreate",
+    "BridgeDestroy",
+    "LocalBridge",
+    "LocalOptimizationBegin",
+    "DeviceStateChange",
+    "ExtensionStatus",
+    "PresenceStateChange",
+    "PresenceStatus",
+    "AGIExecEnd",
+    "Cdr",
+    "CEL",
+)
+
+#: Stasis message types Asterisk never creates (stasis.conf ``declined_message_types``): those
+#: behind the disabled events above that no loaded module routes by type. (DTMF key-down cannot be
+#: declined: the manager routes it by type and refuses to start without it.)
+STASIS_DECLINED_MESSAGES: tuple[str, ...] = (
+    "ast_channel_varset_type",
+    "ast_rtp_rtcp_sent_type",
+    "ast_rtp_rtcp_received_type",
+    "ast_test_suite_message_type",
+)
+
 _ENV = jinja2.Environment(
     loader=jinja2.PackageLoader("dialplans", "templates"),
     undefined=jinja2.StrictUndefined,
@@ -312,5 +355,10 @@ def render_pbx_config(params: PbxConfigParams) -> dict[str, str]:
         }
         for s in params.services
     ]
-    context = {"p": params, "services": services}
+    context = {
+        "p": params,
+        "services": services,
+        "disabled_events": AMI_DISABLED_EVENTS,
+        "declined_messages": STASIS_DECLINED_MESSAGES,
+    }
     return {name: _ENV.get_template(f"{name}.j2").render(context) for name in CONFIG_FILES}

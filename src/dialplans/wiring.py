@@ -73,6 +73,9 @@ def params_from_settings(
         ivr_voicemail_dir=settings.ivr_dirs()[3],
         # The agents' phones ring as long as routing expects them to (its ring-no-answer timing).
         dial_timeout=max(1, round(settings.routing.ring_timeout_seconds)),
+        # The announcer's rule (routing.waiting.Announcing.anywhere), read from the same settings.
+        wait_announcements=settings.routing.announce_every_seconds > 0
+        or any(seconds > 0 for seconds in settings.routing.announce_services.values()),
         outside_port=sb.outside_port,
         outside_host=sb.sip_host,
     )

@@ -112,6 +112,12 @@ class Announcing:
     def every_for(self, service: str) -> int:
         return (self.every or {}).get(service, self.default_every)
 
+    @property
+    def anywhere(self) -> bool:
+        """Whether any service announces. When none does, the PBX configuration is rendered to
+        play music only to a caller the platform has told nothing (``wait_announcements``)."""
+        return self.default_every > 0 or any(seconds > 0 for seconds in (self.every or {}).values())
+
 
 def said_language(language: str | None) -> str:
     """The language the dialplan says the announcement in: ``zh`` for any Chinese, else ``en``."""
@@ -408,6 +414,10 @@ class WaitingAnnouncer:
                     log.warning("announcement prompt not built (%s); saying it in English", exc)
                     self._sounds[words] = None
             sound = self._sounds[words]
+        if not announcement.every and not self.announcing.anywhere:
+            # The dialplan already plays music only to callers nobody has told anything: one AMI
+            # action per waiting caller saved.
+            return 0
         wanted = (
             announcement.variables(sound)
             if announcement.every

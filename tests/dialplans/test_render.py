@@ -8,9 +8,12 @@ from typing import Any
 
 import pytest
 
+from cti.events import EVENT_NAMES
 from cti.settings import Settings
 from dialplans.render import (
+    AMI_DISABLED_EVENTS,
     CONFIG_FILES,
+    STASIS_DECLINED_MESSAGES,
     Agent,
     PbxConfigParams,
     PbxDirs,
@@ -183,6 +186,7 @@ def test_dialplan_per_service_mode() -> None:
     assert wait["exten"] == ["s,1,UserEvent(CallPhase,Phase: waiting)"]
     # Music in slices, announcements between them, music only when the platform says so.
     assert 'n,MusicOnHold(default,${IF($["${CTI_WAIT_EVERY}" = ""]?3:${CTI_WAIT_EVERY})})' in wait["same"]
+    assert wait["same"][0] == 'n(music),GotoIf($["${CTI_WAIT_EVERY}" = "0"]?forever)'
     assert "n(forever),MusicOnHold(default)" in wait["same"]
     assert "n,SayNumber(${CTI_WAIT_POSITION})" in wait["same"]
     agents = section(text, "cti-agents")
@@ -241,10 +245,36 @@ def test_manager_least_privilege_and_filters() -> None:
     assert {"command", "config", "all"}.isdisjoint(read | write)
     assert {"call", "originate", "reporting"} <= write
     filters = [key for key in user if key.startswith("eventfilter")]
-    for name in ("VarSet", "Newexten", "RTCPSent", "RTCPReceived", "DTMFBegin"):
-        assert f"eventfilter(action(exclude),name({name}))" in filters
+    assert filters == ["eventfilter(action(exclude),name(Newexten))"]
+    disabled = general["disabledevents"][0].split(",")
+    assert disabled == list(AMI_DISABLED_EVENTS)
+    assert {"VarSet", "RTCPSent", "RTCPReceived", "DTMFBegin", "TestEvent"} <= set(disabled)
     capture = section(text, "cti-capture")
     assert capture["read"] == ["all"] and capture["write"] == [""]
+
+
+def test_stasis_never_builds_the_messages_behind_the_disabled_events() -> None:
+    text = render_pbx_config(params())["stasis.conf"]
+    declined = section(text, "declined_message_types")["decline"]
+    assert declined == list(STASIS_DECLINED_MESSAGES)
+    assert "ast_channel_varset_type" in declined
+    # The manager routes these by type and does not start if one is declined.
+    assert not {
+        "ast_channel_dtmf_begin_type",
+        "ast_channel_dtmf_end_type",
+        "ast_channel_hangup_request_type",
+    } & set(declined)
+    assert "threadpool" in re.findall(r"^\[(\w+)\]", text, re.M)
+
+
+def test_no_event_anyone_here_reads_is_disabled() -> None:
+    # The call model's events, the replies of the list actions it runs, and what the tests and
+    # benchmarks follow calls by (dialplan steps, ring state, AGI starts, app_queue's joins).
+    read_elsewhere = {
+        "Newexten", "DialState", "AGIExecStart", "QueueCallerJoin", "MusicOnHoldStart",
+        "MusicOnHoldStop", "OriginateResponse", "DTMFEnd", "CoreShowChannelsComplete",
+    }  # fmt: skip
+    assert set(AMI_DISABLED_EVENTS).isdisjoint(EVENT_NAMES | read_elsewhere)
 
 
 def test_capture_user_only_when_asked() -> None:
@@ -430,3 +460,22 @@ def test_wiring_renders_the_ring_timeout_as_the_agents_dial_timeout() -> None:
     assert (p.dial_timeout, p.outside_port) == (17, 15069)
     agents = section(render_pbx_config(p)["extensions.conf"], "cti-agents")
     assert "n,Dial(PJSIP/1001,17,r)" in agents["same"]
+
+
+def test_without_announcements_a_caller_told_nothing_hears_music_only() -> None:
+    text = render_pbx_config(params(wait_announcements=False))["extensions.conf"]
+    wait = section(text, "cti-wait")
+    unset_or_zero = '"${CTI_WAIT_EVERY}" = "0" | "${CTI_WAIT_EVERY}" = ""'
+    assert wait["same"][0] == f"n(music),GotoIf($[{unset_or_zero}]?forever)"
+
+
+def test_the_dialplan_waits_for_word_only_when_a_service_announces() -> None:
+    def rendered(**routing: Any) -> bool:
+        settings = Settings.model_validate({"routing": routing})
+        p = params_from_settings(settings, dirs=dataclasses.asdict(DIRS), ami_secret=SECRET, services=[])
+        return p.wait_announcements
+
+    assert not rendered()
+    assert not rendered(announce_services={"sales": 0})
+    assert rendered(announce_every_seconds=30)
+    assert rendered(announce_services={"support": 45})

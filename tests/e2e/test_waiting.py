@@ -65,7 +65,10 @@ def waiting_pbx(sandbox_pbx: SandboxPbx) -> Iterator[SandboxPbx]:
         capture_secret=sandbox.ensure_secret("capture"),
         services=TEST_SERVICES,
     )
-    files = render_pbx_config(replace(params, dial_timeout=DIAL_TIMEOUT, outside_port=OUTSIDE_PORT))
+    # The platforms of this module announce (every ANNOUNCE_EVERY s): so is their PBX rendered.
+    files = render_pbx_config(
+        replace(params, dial_timeout=DIAL_TIMEOUT, outside_port=OUTSIDE_PORT, wait_announcements=True)
+    )
     asyncio.run(sandbox.up(files))
     try:
         yield sandbox_pbx

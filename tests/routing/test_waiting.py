@@ -254,8 +254,17 @@ async def test_the_announcer_sets_only_what_changed_and_retries_what_failed() ->
 async def test_a_service_without_announcements_gets_music_only() -> None:
     sink = RecordingSink()
     view = View([call(1)], {key(1): snapshot(1)}, [])
-    await WaitingAnnouncer(view, sink, Announcing(0)).refresh()
+    # Another service announces, so the dialplan waits for word on every caller: say "music only".
+    await WaitingAnnouncer(view, sink, Announcing(0, {"other": 30})).refresh()
     assert sink.sent == [("Setvar", {"Channel": "PJSIP/trunk-00000001", "Variable": VAR_EVERY, "Value": "0"})]
+
+
+async def test_when_no_service_announces_nothing_is_sent_to_a_waiting_caller() -> None:
+    sink = RecordingSink()
+    view = View([call(1), call(2)], {key(1): snapshot(1), key(2): snapshot(2)}, [])
+    assert not Announcing(0, {"sales": 0}).anywhere and Announcing(0, {"sales": 20}).anywhere
+    assert await WaitingAnnouncer(view, sink, Announcing(0, {"sales": 0})).refresh() == 0
+    assert sink.sent == []
 
 
 async def test_a_mandarin_caller_gets_the_prompt_built_in_mandarin() -> None:

@@ -124,6 +124,10 @@ async def test_hold_call_carries_utf8_name_and_dnis(sandbox_pbx: SandboxPbx) -> 
     ]
     relevant = [n for n in names if n in set(order)]
     assert relevant == order, names
+    # Even a client that reads everything gets no event the PBX is told never to build or format
+    # (variables set, hang-up requests), while the dialplan steps tests follow calls by remain.
+    assert "Newexten" in names
+    assert not set(names) & {"VarSet", "HangupRequest", "SoftHangupRequest", "TestEvent"}, names
 
     # The platform's own user sees the call without the dialplan and RTP noise.
     platform_names = {m["Event"] for m in parse_events(seen_by_platform)}
